@@ -1,0 +1,18 @@
+"""Requirement 4: the URL is the EWS endpoint, not OWA or anything else."""
+
+import pytest
+
+from ewsready.rules import ews_url as rules
+from fixtures.expect import expect
+
+pytestmark = pytest.mark.ews_url
+
+
+def test_url_is_the_ews_endpoint(ews_url):
+    """https://HOST/EWS/Exchange.asmx, the path the calendar service posts SOAP to."""
+    expect(rules.is_ews_path(ews_url))
+
+
+def test_url_answers_like_ews(ews_url_answer):
+    """Without credentials EWS asks for them; OWA redirects to a sign-in page."""
+    expect(rules.answers_like_ews(ews_url_answer))

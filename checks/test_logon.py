@@ -1,0 +1,13 @@
+"""Requirement 6: the service account signs in."""
+
+import pytest
+
+from ewsready.rules import logon as rules
+from fixtures.expect import expect
+
+pytestmark = pytest.mark.logon
+
+
+def test_service_account_signs_in_with_basic(logon):
+    """A 401 while Basic is offered means a wrong, expired or locked password."""
+    expect(rules.service_account_logs_on(logon))

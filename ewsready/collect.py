@@ -1,0 +1,300 @@
+"""Gather the facts of one run, once each, in dependency order.
+
+Each accessor returns facts or a Blocked naming the root cause: no DNS answer blocks
+everything behind it; an untrusted certificate blocks every request that carries the
+password; a URL that is not EWS, or EWS without Basic, blocks the sign-in; a failed
+sign-in blocks everything that needs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import certifi
+from exchangelib.version import Version
+
+from ewsready.facts import (
+    AddressFacts,
+    Blocked,
+    CertificateFacts,
+    HttpAnswer,
+    LogonFacts,
+    MailboxAccessFacts,
+    Reachability,
+    UrlFacts,
+)
+from ewsready.probes import ews, http, network
+from ewsready.rules.ews_url import answer_kind, ews_url_for, kind_of_path
+from ewsready.settings import Settings
+from ewsready.transport import ROUTES, Route
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+class Collector:
+    """The facts of one audit run; thread-safe, each probe runs at most once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        public_roots: list[Path] | None = None,
+        store_name: str | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.public_roots = public_roots or [Path(certifi.where())]
+        self.store_name = store_name or "Mozilla (certifi)"
+        self.progress = progress
+        self.counter = ews.RequestCounter()
+        self._lock = threading.RLock()
+        self._chain: list[bytes] = []
+        self._cipher: str | None = None
+        self._version: Version | None = None
+        self._workdir = Path(tempfile.mkdtemp(prefix="ewsready-"))
+
+    # --- helpers ------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.settings.ews_host
+
+    @property
+    def port(self) -> int:
+        return self.settings.ews_port
+
+    def _once(method):  # type: ignore[no-untyped-def]  # noqa: N805
+        attribute = f"_cached_{method.__name__}"
+
+        @functools.wraps(method)
+        def wrapper(self):  # type: ignore[no-untyped-def]
+            with self._lock:
+                if not hasattr(self, attribute):
+                    setattr(self, attribute, method(self))
+                return getattr(self, attribute)
+
+        return wrapper
+
+    @functools.cached_property
+    def credential_bundle(self) -> Path:
+        """The trust store for requests that carry the password: public + ca_bundle."""
+        paths = list(self.public_roots)
+        if self.settings.ca_bundle:
+            paths.append(self.settings.ca_bundle)
+        if len(paths) == 1:
+            return paths[0]
+        combined = self._workdir / "trust.pem"
+        combined.write_bytes(b"\n".join(p.read_bytes() for p in paths))
+        return combined
+
+    # --- reachability and TLS ---------------------------------------------------------
+
+    @_once
+    def reachability(self) -> Reachability:
+        s = self.settings
+        reach, chain, cipher = network.probe_reachability(
+            self.host, self.port, s.resolvers, s.connect_timeout, lab=s.lab
+        )
+        self._chain, self._cipher = chain, cipher
+        good = tuple(a.address for a in reach.attempts if a.tcp_ok and a.tls_ok)
+        if good:
+            ROUTES.set(
+                self.host,
+                self.port,
+                Route(good, str(self.credential_bundle), loopback_only=s.lab),
+            )
+        return reach
+
+    def reach_blocked(self) -> Blocked | None:
+        reach = self.reachability()
+        if reach.dns.error:
+            return Blocked(f"{self.host} does not resolve in public DNS", "reachability")
+        if reach.reachable_address is None:
+            return Blocked(
+                f"{self.host} port {self.port} cannot be reached over TCP and TLS", "reachability"
+            )
+        return None
+
+    @_once
+    def certificate(self) -> CertificateFacts | Blocked:
+        blocked = self.reach_blocked()
+        if blocked:
+            return blocked
+        reach = self.reachability()
+        attempt = next(a for a in reach.attempts if a.tcp_ok and a.tls_ok)
+        roots = network.load_store(self.public_roots)
+        return network.certificate_facts(
+            self.host,
+            attempt.address,
+            self.port,
+            self._chain,
+            attempt.tls_version,
+            self._cipher,
+            roots,
+            self.store_name,
+        )
+
+    def credentials_blocked(self) -> Blocked | None:
+        """Credentials go only over TLS that verifies against the credential store."""
+        blocked = self.reach_blocked()
+        if blocked:
+            return blocked
+        facts = self.certificate()
+        assert isinstance(facts, CertificateFacts)
+        if facts.verified:
+            return None
+        roots = network.load_store([self.credential_bundle])
+        error = network.verify_chain(self.host, self._chain, roots, dt.datetime.now(dt.timezone.utc))
+        if error is None:
+            return None
+        return Blocked(
+            f"the certificate on {self.host} is not trusted ({error}); the password is sent only "
+            "over verified TLS (name an internal CA with network.ca_bundle to continue)",
+            "certificate",
+        )
+
+    # --- URL and offered authentication -----------------------------------------------
+
+    @_once
+    def url(self) -> UrlFacts | Blocked:
+        blocked = self.reach_blocked()
+        if blocked:
+            return blocked
+        given = self.settings.ews_url
+        timeout = self.settings.read_timeout
+        session = http.anonymous_session()
+        answer = http.probe(given, timeout, session)
+        if kind_of_path(given) is None and answer_kind(answer) is None and given.startswith("https:"):
+            return UrlFacts(given, answer)
+        candidate = ews_url_for(given)
+        candidate_answer = http.probe(candidate, timeout, session) if candidate != given else answer
+        return UrlFacts(given, answer, candidate, candidate_answer)
+
+    def effective_url(self) -> str | Blocked:
+        """The URL the signed-in checks use: the given one, or the EWS URL proposed for it."""
+        facts = self.url()
+        if isinstance(facts, Blocked):
+            return facts
+        if facts.candidate is None:
+            return facts.given
+        if facts.candidate_answer is not None and answer_kind(facts.candidate_answer) is None:
+            log.info("using %s instead of %s for the signed-in checks", facts.candidate, facts.given)
+            return facts.candidate
+        return Blocked(
+            f"{facts.given} is not the EWS endpoint, and {facts.candidate} does not answer like EWS",
+            "ews_url",
+        )
+
+    def offered(self) -> HttpAnswer | Blocked:
+        url = self.effective_url()
+        if isinstance(url, Blocked):
+            return url
+        facts = self.url()
+        assert isinstance(facts, UrlFacts)
+        if url == facts.given and facts.given_answer is not None:
+            return facts.given_answer
+        assert facts.candidate_answer is not None
+        return facts.candidate_answer
+
+    # --- signed in ------------------------------------------------------------------
+
+    def _target(self, url: str) -> ews.EwsTarget:
+        s = self.settings
+        return ews.EwsTarget(url, s.username, s.password, s.read_timeout, s.workers, s.busy_budget)
+
+    @_once
+    def logon(self) -> LogonFacts | Blocked:
+        blocked = self.credentials_blocked()
+        if blocked:
+            return blocked
+        url = self.effective_url()
+        if isinstance(url, Blocked):
+            return url
+        offered = self.offered()
+        if isinstance(offered, HttpAnswer) and offered.status == 401:
+            if not any(s.casefold() == "basic" for s in offered.auth_schemes):
+                return Blocked(f"{url} does not offer Basic authentication", "basic_auth")
+        facts, version = ews.probe_logon(self._target(url), self.counter)
+        self._version = version
+        return facts
+
+    def signed_in_blocked(self) -> Blocked | None:
+        logon = self.logon()
+        if isinstance(logon, Blocked):
+            return logon
+        if not logon.ok:
+            return Blocked(f"{logon.username} could not sign in ({logon.error_code})", "logon")
+        return None
+
+    @_once
+    def addresses(self) -> AddressFacts | Blocked:
+        blocked = self.signed_in_blocked()
+        if blocked:
+            return blocked
+        assert self._version is not None
+        invited = self.settings.mailboxes
+        return ews.probe_addresses(
+            self._target(self.effective_url()),  # type: ignore[arg-type]
+            self._version,
+            invited,
+            self.counter,
+            self._progress("resolving invited addresses", len(invited)),
+        )
+
+    @_once
+    def mailboxes(self) -> MailboxAccessFacts | Blocked:
+        blocked = self.signed_in_blocked()
+        if blocked:
+            return blocked
+        assert self._version is not None
+        addresses = self.addresses()
+        assert isinstance(addresses, AddressFacts)
+        pairs: list[tuple[str, str]] = []
+        unresolved: list[str] = []
+        for resolution in addresses.resolutions:
+            if resolution.found and resolution.primary:
+                pairs.append((resolution.invited, resolution.primary))
+            elif resolution.code == "ErrorNameResolutionNoResults":
+                unresolved.append(resolution.invited)
+            else:
+                pairs.append((resolution.invited, resolution.invited))
+        if not pairs and unresolved:
+            return Blocked("no invited address belongs to a mailbox", "invited_address")
+        counter = ews.RequestCounter()
+        facts = ews.probe_mailboxes(
+            self._target(self.effective_url()),  # type: ignore[arg-type]
+            self._version,
+            self.settings.access,
+            pairs,
+            counter,
+            self._progress("reading calendars", len(pairs)),
+        )
+        self.counter.add(counter.count)
+        return MailboxAccessFacts(
+            facts.access, facts.reads, facts.requests, facts.busy_waits, facts.error, tuple(unresolved)
+        )
+
+    def _progress(self, what: str, total: int) -> Callable[[int], None] | None:
+        if self.progress is None or total < 50:
+            return None
+        done = 0
+        lock = threading.Lock()
+
+        def step(n: int) -> None:
+            nonlocal done
+            with lock:
+                done += n
+                self.progress(what, done, total)  # type: ignore[misc]
+
+        return step
+
+    def close(self) -> None:
+        ROUTES.remove(self.host, self.port)
+        ews.forget_protocols()

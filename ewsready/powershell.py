@@ -1,0 +1,52 @@
+"""Values into PowerShell commands: one quoting function, safe for any string.
+
+A value becomes a single-quoted literal, so `$(...)`, backticks and double quotes are
+inert. PowerShell also closes a single-quoted string on the typographic quotes
+U+2018..U+201B, so those are doubled like the ASCII one. Control and line-separator
+characters are spelled as `[char]N` outside the quotes, so a value can never end a
+line (and with it a comment) and start a command of its own.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+
+SINGLE_QUOTES = frozenset("'\u2018\u2019\u201a\u201b")
+
+
+def _breaks_line(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cf") and char != "\u200d"
+
+
+def quote(value: object) -> str:
+    """A PowerShell expression that evaluates to exactly `str(value)`, on one line."""
+    text = str(value)
+    parts: list[str] = []
+    literal: list[str] = []
+
+    def close_literal() -> None:
+        if literal:
+            parts.append("'" + "".join(literal) + "'")
+            literal.clear()
+
+    for char in text:
+        if _breaks_line(char):
+            close_literal()
+            parts.append(f"[char]{ord(char)}")
+        elif char in SINGLE_QUOTES:
+            literal.append(char * 2)
+        else:
+            literal.append(char)
+    close_literal()
+
+    if not parts:
+        return "''"
+    if len(parts) == 1:
+        return parts[0]
+    return "(" + " + ".join(parts) + ")"
+
+
+def quote_list(values: Iterable[object]) -> str:
+    """A PowerShell array literal of quoted values: @('a', 'b')."""
+    return "@(" + ", ".join(quote(v) for v in values) + ")"

@@ -1,0 +1,1 @@
+"""Probes: talk to Exchange (or the lab) once and return facts."""

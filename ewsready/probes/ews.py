@@ -1,0 +1,399 @@
+"""EWS probes with the service account: logon, address resolution, calendar reads.
+
+Read operations only (ConvertId, ResolveNames, GetFolder, FindItem). The server
+version is pinned after logon so that no later request guesses it again; calendars are
+addressed directly by DistinguishedFolderId with the target mailbox, because a
+calendar-only delegate is refused the mailbox root. Impersonation reads one mailbox per
+request on a bounded pool; delegate reads go out as GetFolder batches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    UTC,
+    Account,
+    Configuration,
+    Credentials,
+    FailFast,
+)
+from exchangelib import errors as ews_errors
+from exchangelib.folders import Calendar, FolderCollection
+from exchangelib.folders.roots import Root
+from exchangelib.properties import DistinguishedFolderId, EffectiveRights, Mailbox
+from exchangelib.protocol import BaseProtocol, CachingProtocol, Protocol
+from exchangelib.version import Build, Version
+
+from ewsready.facts import (
+    AddressFacts,
+    AddressResolution,
+    LogonFacts,
+    MailboxAccessFacts,
+    MailboxRead,
+)
+from ewsready.secret import Secret
+from ewsready.transport import install_for_exchangelib
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BATCH = 100  # exchangelib's GetFolder chunk; one request per this many calendars
+
+
+@dataclass(frozen=True)
+class EwsTarget:
+    url: str
+    username: str
+    password: Secret
+    timeout: float
+    workers: int
+    busy_budget: float
+
+
+class RequestCounter:
+    """Counts the EWS requests a probe makes, for the report and for scale tests."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.busy_waits = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.count += n
+
+    def waited(self) -> None:
+        with self._lock:
+            self.busy_waits += 1
+
+
+def _configuration(target: EwsTarget, version: Version | None) -> Configuration:
+    install_for_exchangelib()
+    return Configuration(
+        service_endpoint=target.url,
+        credentials=Credentials(target.username, target.password.reveal()),
+        auth_type=BASIC,
+        version=version,
+        retry_policy=FailFast(),
+        max_connections=target.workers,
+    )
+
+
+def _protocol(config: Configuration) -> Protocol:
+    protocol = Protocol(config=config)
+    protocol.TIMEOUT = config_timeout(config)
+    return protocol
+
+
+def config_timeout(config: Configuration) -> float:
+    return getattr(config, "_ewsready_timeout", BaseProtocol.TIMEOUT)
+
+
+def forget_protocols() -> None:
+    """Drop exchangelib's cached protocols (and their sessions) for a fresh start."""
+    CachingProtocol.clear_cache()
+
+
+def with_back_off(
+    call: Callable[[], T], budget: float, counter: RequestCounter, what: str
+) -> T:
+    """Run call; on ErrorServerBusy wait the server's back-off, within a total budget."""
+    deadline = time.monotonic() + budget
+    while True:
+        counter.add()
+        try:
+            return call()
+        except ews_errors.ErrorServerBusy as exc:
+            wait = exc.back_off if exc.back_off is not None else 1.0
+            if time.monotonic() + wait > deadline:
+                raise
+            log.debug("%s: server busy, backing off %.3f s", what, wait)
+            counter.waited()
+            time.sleep(wait)
+
+
+def _code(exc: BaseException) -> str:
+    if isinstance(exc, ews_errors.UnauthorizedError):
+        return "Unauthorized"
+    if isinstance(exc, ews_errors.ResponseMessageError | ews_errors.EWSError):
+        return type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return "Timeout"
+    return type(exc).__name__
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+# --- logon --------------------------------------------------------------------------
+
+
+def probe_logon(target: EwsTarget, counter: RequestCounter) -> tuple[LogonFacts, Version | None]:
+    """One signed-in request (the version guess); the server's build comes back with it."""
+    config = _configuration(target, version=None)
+    config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
+    started = time.monotonic()
+    try:
+        protocol = _protocol(config)
+        version = with_back_off(lambda: protocol.version, target.busy_budget, counter, "logon")
+    except ews_errors.UnauthorizedError as exc:
+        log.debug("logon %s as %s: 401 (%s)", target.url, target.username, _short(exc))
+        return (
+            LogonFacts(target.url, target.username, False, 401, "Unauthorized", _short(exc)),
+            None,
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure is a fact the check reports
+        log.debug("logon %s failed: %r", target.url, exc, exc_info=True)
+        return (
+            LogonFacts(target.url, target.username, False, None, _code(exc), _short(exc)),
+            None,
+        )
+    build = version.build
+    text = f"{build.major_version}.{build.minor_version}.{build.major_build}.{build.minor_build}"
+    log.debug(
+        "logon %s as %s ok in %.3f s: build %s, %s",
+        target.url,
+        target.username,
+        time.monotonic() - started,
+        text,
+        version.api_version,
+    )
+    facts = LogonFacts(
+        target.url,
+        target.username,
+        True,
+        200,
+        server_build=text,
+        schema_version=version.api_version,
+    )
+    return facts, version
+
+
+def pinned_version(version: Version) -> Version:
+    """The version to pin: exchangelib talks the 2016 schema to 15.1 and 15.2 alike."""
+    build = version.build
+    return Version(build=Build(build.major_version, build.minor_version, build.major_build, build.minor_build), api_version=version.api_version)
+
+
+# --- addresses ----------------------------------------------------------------------
+
+
+def _resolve_one(protocol: Protocol, address: str, target: EwsTarget, counter: RequestCounter) -> AddressResolution:
+    try:
+        results = with_back_off(
+            lambda: protocol.resolve_names([f"smtp:{address}"]),
+            target.busy_budget,
+            counter,
+            f"resolve {address}",
+        )
+    except Exception as exc:  # noqa: BLE001
+        log.debug("resolve %s failed: %r", address, exc)
+        return AddressResolution(address, False, code=_code(exc), message=_short(exc))
+    mailboxes = [r for r in results if isinstance(r, Mailbox)]
+    errors = [r for r in results if isinstance(r, Exception)]
+    if not mailboxes:
+        code = _code(errors[0]) if errors else "ErrorNameResolutionNoResults"
+        return AddressResolution(address, False, code=code, message=_short(errors[0]) if errors else "")
+    exact = [m for m in mailboxes if (m.email_address or "").casefold() == address.casefold()]
+    chosen = exact[0] if exact else mailboxes[0]
+    return AddressResolution(address, True, primary=chosen.email_address, display_name=chosen.name)
+
+
+def probe_addresses(
+    target: EwsTarget,
+    version: Version,
+    addresses: Sequence[str],
+    counter: RequestCounter,
+    progress: Callable[[int], None] | None = None,
+) -> AddressFacts:
+    config = _configuration(target, pinned_version(version))
+    config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
+    protocol = _protocol(config)
+    results = _pooled(
+        lambda a: _resolve_one(protocol, a, target, counter), addresses, target.workers, progress
+    )
+    return AddressFacts(tuple(results))
+
+
+# --- calendars ----------------------------------------------------------------------
+
+
+def _pooled(
+    work: Callable[[str], T],
+    items: Sequence[str],
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> list[T]:
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="ews") as pool:
+        results = []
+        for result in pool.map(work, items):
+            results.append(result)
+            if progress:
+                progress(1)
+        return results
+
+
+def _calendar_of(account: Account, address: str) -> Calendar:
+    root = Root(account=account)
+    return Calendar(
+        root=root,
+        _distinguished_id=DistinguishedFolderId(id="calendar", mailbox=Mailbox(email_address=address)),
+    )
+
+
+def _read_impersonated(
+    config: Configuration,
+    invited: str,
+    primary: str,
+    target: EwsTarget,
+    counter: RequestCounter,
+    window: tuple[dt.datetime, dt.datetime],
+) -> MailboxRead:
+    started = time.monotonic()
+    account = Account(
+        primary_smtp_address=primary,
+        config=config,
+        access_type=IMPERSONATION,
+        autodiscover=False,
+        default_timezone=UTC,
+    )
+    calendar = _calendar_of(account, primary)
+    start, end = window
+    query = FolderCollection(account=account, folders=[calendar]).view(start, end).only("subject")
+    try:
+        with_back_off(lambda: list(query[:1]), target.busy_budget, counter, f"read {primary}")
+    except Exception as exc:  # noqa: BLE001
+        log.debug("impersonated read %s: %r", primary, exc)
+        return MailboxRead(invited, False, _code(exc), _short(exc), read_as=_alias(invited, primary), seconds=time.monotonic() - started)
+    log.debug("impersonated read %s ok in %.3f s", primary, time.monotonic() - started)
+    return MailboxRead(invited, True, "NoError", read_as=_alias(invited, primary), seconds=time.monotonic() - started)
+
+
+def _alias(invited: str, primary: str) -> str | None:
+    return primary if primary.casefold() != invited.casefold() else None
+
+
+def _read_delegate_batch(
+    config: Configuration,
+    pairs: Sequence[tuple[str, str]],
+    target: EwsTarget,
+    counter: RequestCounter,
+) -> list[MailboxRead]:
+    """One GetFolder for up to BATCH calendars, asking for the caller's EffectiveRights."""
+    from exchangelib.fields import FieldPath
+    from exchangelib.folders.base import Folder
+
+    account = Account(
+        primary_smtp_address=target.username if "@" in target.username else pairs[0][1],
+        config=config,
+        access_type=DELEGATE,
+        autodiscover=False,
+        default_timezone=UTC,
+    )
+    folders = [_calendar_of(account, primary) for _, primary in pairs]
+    fields = {
+        FieldPath(field=Folder.get_field_by_fieldname("effective_rights")),
+        FieldPath(field=Folder.get_field_by_fieldname("name")),
+    }
+    collection = FolderCollection(account=account, folders=folders)
+    try:
+        results = with_back_off(
+            lambda: list(collection.get_folders(additional_fields=set(fields))),
+            target.busy_budget,
+            counter,
+            f"read {len(pairs)} calendars",
+        )
+    except Exception as exc:  # noqa: BLE001 - a batch-wide fault applies to each mailbox
+        log.debug("delegate batch of %d failed: %r", len(pairs), exc)
+        return [
+            MailboxRead(invited, False, _code(exc), _short(exc), read_as=_alias(invited, primary))
+            for invited, primary in pairs
+        ]
+    reads = []
+    for (invited, primary), result in zip(pairs, results, strict=False):
+        if isinstance(result, Exception):
+            reads.append(MailboxRead(invited, False, _code(result), _short(result), read_as=_alias(invited, primary)))
+            continue
+        rights: EffectiveRights | None = getattr(result, "effective_rights", None)
+        can_read = bool(rights.read) if rights is not None else True
+        can_write = bool(rights.create_contents and rights.modify) if rights is not None else None
+        reads.append(
+            MailboxRead(
+                invited,
+                can_read,
+                "NoError" if can_read else "NoReadRight",
+                "" if can_read else "the calendar is visible but its items are not",
+                read_as=_alias(invited, primary),
+                can_write=can_write,
+            )
+        )
+    if len(results) < len(pairs):
+        for invited, primary in pairs[len(results):]:
+            reads.append(MailboxRead(invited, False, "NoResponse", "the server returned no answer for this calendar", read_as=_alias(invited, primary)))
+    return reads
+
+
+def probe_mailboxes(
+    target: EwsTarget,
+    version: Version,
+    access: str,
+    pairs: Sequence[tuple[str, str]],
+    counter: RequestCounter,
+    progress: Callable[[int], None] | None = None,
+    now: dt.datetime | None = None,
+) -> MailboxAccessFacts:
+    """Read each (invited, primary) mailbox's calendar as the calendar service would."""
+    config = _configuration(target, pinned_version(version))
+    config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
+    now = now or dt.datetime.now(dt.timezone.utc)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    window = (start, start + dt.timedelta(days=1))
+    if access == "impersonation":
+        by_primary = dict((primary, invited) for invited, primary in pairs)
+        reads = _pooled(
+            lambda primary: _read_impersonated(config, by_primary[primary], primary, target, counter, window),
+            list(by_primary),
+            target.workers,
+            progress,
+        )
+        return MailboxAccessFacts(access, tuple(reads), counter.count, counter.busy_waits)
+
+    batches = [list(pairs[i : i + BATCH]) for i in range(0, len(pairs), BATCH)]
+    reads = []
+    for batch_reads in _pooled_batches(config, batches, target, counter, progress):
+        reads.extend(batch_reads)
+    return MailboxAccessFacts(access, tuple(reads), counter.count, counter.busy_waits)
+
+
+def _pooled_batches(
+    config: Configuration,
+    batches: Iterable[list[tuple[str, str]]],
+    target: EwsTarget,
+    counter: RequestCounter,
+    progress: Callable[[int], None] | None,
+) -> list[list[MailboxRead]]:
+    batches = list(batches)
+    if not batches:
+        return []
+    with ThreadPoolExecutor(max_workers=min(target.workers, len(batches)), thread_name_prefix="ews") as pool:
+        out = []
+        for batch, reads in zip(batches, pool.map(lambda b: _read_delegate_batch(config, b, target, counter), batches), strict=True):
+            out.append(reads)
+            if progress:
+                progress(len(batch))
+        return out

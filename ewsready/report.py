@@ -1,0 +1,221 @@
+"""Report rendering: finding details, the summary, results.json and remediation.ps1.
+
+HTML comes from Jinja2 templates with autoescaping on, so tenant-controlled strings
+(names, addresses, certificate subjects) are always text. Links are http(s) only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from ewsready import __version__
+from ewsready.catalogue import remedy
+from ewsready.findings import Finding, Severity
+
+ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+FINDING_TEMPLATE = ENV.from_string(
+    """
+<div class="ewsready-finding severity-{{ severity }}">
+  <p class="sentence"><strong>{{ label }}:</strong> {{ sentence }}</p>
+  {% if evidence %}
+  <p>Evidence:</p>
+  <ul class="evidence">{% for line in evidence %}<li>{{ line }}</li>{% endfor %}</ul>
+  {% endif %}
+  {% if why %}<p class="why"><strong>Why it matters:</strong> {{ why }}</p>{% endif %}
+  {% if commands %}
+  <p><strong>Fix</strong> ({{ title }}):</p>
+  <pre class="fix">{{ commands }}</pre>
+  {% endif %}
+  {% if doc %}<p class="doc">Documentation: <a href="{{ doc }}" rel="noopener noreferrer">{{ doc }}</a></p>{% endif %}
+</div>
+"""
+)
+
+SUMMARY_TEMPLATE = ENV.from_string(
+    """
+<div class="ewsready-summary">
+  <h2 class="verdict {{ 'ready' if ready else 'not-ready' }}">{{ 'READY' if ready else 'NOT READY' }} for the calendar service</h2>
+  <table>
+    <tr><th>Organisation</th><td>{{ organisation }}</td></tr>
+    <tr><th>EWS URL</th><td>{{ url }}</td></tr>
+    <tr><th>Service account</th><td>{{ username }}</td></tr>
+    <tr><th>Access</th><td>{{ access }}</td></tr>
+    <tr><th>Started (UTC)</th><td>{{ started }}</td></tr>
+    <tr><th>ewsready</th><td>{{ version }}</td></tr>
+    <tr><th>Checks</th><td>{% for label, count in counts %}{{ label }}: {{ count }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+  </table>
+</div>
+"""
+)
+
+
+@dataclass(frozen=True)
+class RenderedFinding:
+    severity: Severity
+    sentence: str
+    evidence: tuple[str, ...]
+    fix: str | None
+    title: str | None
+    why: str | None
+    doc: str | None
+    commands: str | None
+    blocked_by: str | None
+    subjects: tuple[str, ...]
+
+    def as_json(self) -> dict:
+        return {
+            "severity": self.severity.label,
+            "sentence": self.sentence,
+            "evidence": list(self.evidence),
+            "fix": self.fix,
+            "title": self.title,
+            "why": self.why,
+            "doc": self.doc,
+            "commands": self.commands,
+            "blocked_by": self.blocked_by,
+            "subjects": list(self.subjects),
+        }
+
+
+def render(finding: Finding) -> RenderedFinding:
+    """Fill the finding's fix from the catalogue with the finding's values."""
+    if finding.fix:
+        entry = remedy(finding.fix)
+        title, why, doc, commands = entry.title, entry.why, entry.doc, entry.render(finding.values)
+    else:
+        title = why = doc = commands = None
+    return RenderedFinding(
+        finding.severity,
+        finding.sentence,
+        finding.evidence,
+        finding.fix,
+        title,
+        why,
+        doc if doc and doc.startswith(("https://", "http://")) else None,
+        commands,
+        finding.blocked_by,
+        finding.subjects,
+    )
+
+
+def finding_html(item: RenderedFinding) -> str:
+    return FINDING_TEMPLATE.render(
+        severity=item.severity.name.lower(),
+        label=item.severity.label.capitalize(),
+        sentence=item.sentence,
+        evidence=item.evidence,
+        why=item.why,
+        title=item.title,
+        commands=item.commands,
+        doc=item.doc,
+    )
+
+
+@dataclass
+class CheckResult:
+    nodeid: str
+    name: str
+    markers: tuple[str, ...]
+    outcome: str  # pytest's: passed, failed, skipped
+    severity: Severity
+    findings: list[RenderedFinding] = field(default_factory=list)
+    message: str = ""
+
+    def as_json(self) -> dict:
+        return {
+            "nodeid": self.nodeid,
+            "name": self.name,
+            "markers": list(self.markers),
+            "outcome": self.outcome,
+            "severity": self.severity.label,
+            "message": self.message,
+            "findings": [f.as_json() for f in self.findings],
+        }
+
+
+def severity_of(outcome: str, findings: Sequence[RenderedFinding]) -> Severity:
+    worst = max((f.severity for f in findings), default=Severity.PASS)
+    if outcome == "failed" and worst < Severity.FAIL:
+        return Severity.UNKNOWN  # failed without a finding: an error inside the check
+    if outcome == "skipped" and worst < Severity.BLOCKED:
+        return Severity.BLOCKED
+    return worst
+
+
+def counts(results: Iterable[CheckResult]) -> list[tuple[str, int]]:
+    tally = Counter(r.severity for r in results)
+    return [(s.label, tally[s]) for s in sorted(tally, reverse=True)]
+
+
+def is_ready(results: Iterable[CheckResult]) -> bool:
+    return all(r.severity < Severity.BLOCKED for r in results)
+
+
+def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
+    return SUMMARY_TEMPLATE.render(
+        ready=is_ready(results),
+        counts=counts(results),
+        version=__version__,
+        **meta,
+    )
+
+
+def results_json(meta: dict, results: Sequence[CheckResult]) -> str:
+    document = {
+        "ewsready": __version__,
+        "ready": is_ready(results),
+        "counts": dict(counts(results)),
+        **meta,
+        "checks": [r.as_json() for r in results],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False, default=str)
+
+
+def remediation_ps1(meta: dict, results: Sequence[CheckResult]) -> str:
+    """Every fix of the run, in check order; comments carry the findings."""
+    lines = [
+        "# ewsready remediation script",
+        f"# Organisation: {_comment(meta.get('organisation', ''))}",
+        f"# EWS URL: {_comment(meta.get('url', ''))}",
+        f"# Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by ewsready {__version__}.",
+        "# Review every command before running it in the Exchange Management Shell.",
+        "# The audit itself changed nothing; these commands do.",
+        "",
+    ]
+    seen: set[str] = set()
+    for result in results:
+        for finding in result.findings:
+            if not finding.commands or finding.severity < Severity.WARN:
+                continue
+            if finding.commands in seen:
+                continue
+            seen.add(finding.commands)
+            lines.append(f"# [{finding.severity.label}] {_comment(finding.sentence)}")
+            lines.extend(finding.commands.splitlines())
+            lines.append("")
+    if not seen:
+        lines.append("# Nothing to fix.")
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str) -> str:
+    """Text for a '#' comment line: no character that could end the line."""
+    return "".join(c if c.isprintable() else " " for c in str(text))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(temporary, path)

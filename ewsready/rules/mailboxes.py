@@ -1,0 +1,134 @@
+"""Mailbox access and invited addresses, judged per mailbox."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ewsready.facts import AddressFacts, Blocked, MailboxAccessFacts, MailboxRead
+from ewsready.findings import Finding, Severity
+from ewsready.rules import Result, from_blocked, listing, plural
+
+DETAILED_LIMIT = 25
+IMPERSONATION_SCOPE = "CalendarServiceMailboxes"
+IMPERSONATION_ASSIGNMENT = "CalendarServiceImpersonation"
+DELEGATE_CODES = {"ErrorAccessDenied", "NoReadRight", "NoWriteRight", "ErrorFolderNotFound"}
+
+
+def _describe(read: MailboxRead) -> str:
+    who = read.address + (f" (read as {read.read_as})" if read.read_as else "")
+    detail = f": {read.message}" if read.message else ""
+    return f"{who}: {read.code}{detail}"
+
+
+def _fix_for(code: str, access: str, count_all: bool) -> str:
+    if code == "ErrorImpersonateUserDenied":
+        return "impersonation_missing" if count_all else "impersonation_scope_gap"
+    if code in DELEGATE_CODES:
+        return "delegate_access_missing"
+    if code == "ErrorNonExistentMailbox":
+        return "mailbox_not_found"
+    if code == "ErrorServerBusy":
+        return "server_busy"
+    return "mailbox_read_failed"
+
+
+def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Result:
+    if isinstance(facts, Blocked):
+        return from_blocked(facts)
+    if facts.error:
+        return [Finding(Severity.UNKNOWN, f"Calendar access could not be checked: {facts.error}.")]
+    if not facts.reads:
+        return [Finding(Severity.UNKNOWN, "No mailbox to check: the settings name no invited address.")]
+
+    failing: list[MailboxRead] = []
+    for read in facts.reads:
+        if not read.ok:
+            failing.append(read)
+        elif facts.access == "delegate" and read.can_write is False:
+            failing.append(
+                MailboxRead(read.address, False, "NoWriteRight", "the calendar can be read but no event can be added (Editor needed)", read.read_as)
+            )
+    if not failing:
+        return []
+
+    by_code: dict[str, list[MailboxRead]] = defaultdict(list)
+    for read in failing:
+        by_code[read.code].append(read)
+    total = len(facts.reads)
+    mode = "impersonating" if facts.access == "impersonation" else "as a delegate"
+    findings = []
+    fixes: dict[str, list[MailboxRead]] = defaultdict(list)
+    for code, reads in by_code.items():
+        fixes[_fix_for(code, facts.access, len(reads) == total)].extend(reads)
+    for fix, reads in fixes.items():
+        codes = sorted({r.code for r in reads})
+        addresses = [r.read_as or r.address for r in reads]
+        findings.append(
+            Finding(
+                Severity.FAIL,
+                f"The service account {upn} cannot use {plural(len(reads), 'calendar')} of {total} {mode} "
+                f"({', '.join(codes)}): {listing(r.address for r in reads)}.",
+                evidence=tuple(_describe(r) for r in reads[:200]) + ((f"... and {len(reads) - 200} more",) if len(reads) > 200 else ()),
+                fix=fix,
+                values={
+                    "upn": upn,
+                    "mailboxes": addresses,
+                    "scope": IMPERSONATION_SCOPE,
+                    "assignment": IMPERSONATION_ASSIGNMENT,
+                },
+                subjects=tuple(r.address for r in reads),
+            )
+        )
+    return findings
+
+
+def invited_addresses_are_primary(facts: AddressFacts | Blocked) -> Result:
+    if isinstance(facts, Blocked):
+        return from_blocked(facts)
+    if facts.error:
+        return [Finding(Severity.UNKNOWN, f"Invited addresses could not be resolved: {facts.error}.")]
+    if not facts.resolutions:
+        return [Finding(Severity.UNKNOWN, "No invited address to check: the settings name none.")]
+
+    findings: list[Finding] = []
+    missing = [r for r in facts.resolutions if not r.found]
+    if missing:
+        findings.append(
+            Finding(
+                Severity.FAIL,
+                f"No mailbox has {plural(len(missing), 'invited address', 'of the invited addresses')}: "
+                f"{listing(r.invited for r in missing)}.",
+                evidence=tuple(f"ResolveNames smtp:{r.invited}: {r.code}" for r in missing),
+                fix="mailbox_not_found",
+                values={"mailboxes": [r.invited for r in missing]},
+                subjects=tuple(r.invited for r in missing),
+            )
+        )
+    secondary = [
+        r for r in facts.resolutions if r.found and r.primary and r.primary.casefold() != r.invited.casefold()
+    ]
+    for r in secondary[:DETAILED_LIMIT]:
+        owner = f" of {r.display_name}" if r.display_name else ""
+        findings.append(
+            Finding(
+                Severity.FAIL,
+                f"{r.invited} is a secondary address{owner}; invite the user as the primary SMTP address {r.primary}.",
+                evidence=(f"ResolveNames smtp:{r.invited} -> {r.display_name or '?'} <{r.primary}>",),
+                fix="address_not_primary",
+                values={"invited": r.invited, "primary": r.primary},
+                subjects=(r.invited,),
+            )
+        )
+    if len(secondary) > DETAILED_LIMIT:
+        rest = secondary[DETAILED_LIMIT:]
+        findings.append(
+            Finding(
+                Severity.FAIL,
+                f"{plural(len(rest), 'more invited address', 'more invited addresses')} are secondary addresses.",
+                evidence=tuple(f"{r.invited} -> {r.primary}" for r in rest),
+                fix="address_not_primary",
+                values={"invited": rest[0].invited, "primary": rest[0].primary},
+                subjects=tuple(r.invited for r in rest),
+            )
+        )
+    return findings

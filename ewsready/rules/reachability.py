@@ -1,0 +1,72 @@
+"""Reachability: public DNS, global addresses, TCP and TLS from the internet."""
+
+from __future__ import annotations
+
+from ewsready.facts import Blocked, Reachability
+from ewsready.findings import Finding, Severity
+from ewsready.probes.network import address_kind
+from ewsready.rules import Result, from_blocked, listing
+
+
+def host_resolves(reach: Reachability) -> Result:
+    if reach.dns.error:
+        return [
+            Finding(
+                Severity.FAIL,
+                f"{reach.host} does not resolve in public DNS: {reach.dns.error}.",
+                evidence=(f"asked {listing(reach.dns.resolvers)} for A and AAAA records",),
+                fix="dns_unresolved",
+                values={"host": reach.host, "resolvers": [r.split(":")[0] for r in reach.dns.resolvers]},
+                subjects=(reach.host,),
+            )
+        ]
+    return []
+
+
+def addresses_are_global(reach: Reachability) -> Result:
+    if reach.dns.error:
+        return from_blocked(Blocked(f"{reach.host} does not resolve", "reachability"))
+    kinds = {a: address_kind(a, reach.loopback_is_public) for a in reach.dns.addresses}
+    bad = {a: k for a, k in kinds.items() if k != "global"}
+    if not bad:
+        return []
+    described = [f"{a} ({k})" for a, k in bad.items()]
+    return [
+        Finding(
+            Severity.FAIL,
+            f"{reach.host} resolves in public DNS to {listing(described)}, which the internet cannot reach.",
+            evidence=tuple(f"{a}: {k}" for a, k in kinds.items()),
+            fix="dns_non_public_address",
+            values={"host": reach.host, "addresses": list(bad)},
+            subjects=tuple(bad),
+        )
+    ]
+
+
+def endpoint_accepts_connections(reach: Reachability) -> Result:
+    if reach.dns.error:
+        return from_blocked(Blocked(f"{reach.host} does not resolve", "reachability"))
+    tried = [a for a in reach.attempts if a.tcp_ok is not None]
+    if not tried:
+        return from_blocked(
+            Blocked(f"{reach.host} has no public address to connect to", "reachability")
+        )
+    evidence = tuple(
+        f"{a.address} port {a.port}: "
+        + (a.skipped or ("TCP and TLS ok" + (f" ({a.tls_version})" if a.tls_version else "") if a.tls_ok else a.error or "failed"))
+        for a in reach.attempts
+    )
+    failed = [a for a in tried if not (a.tcp_ok and a.tls_ok)]
+    if not failed:
+        return []
+    what = "TLS handshakes" if all(a.tcp_ok for a in failed) else "TCP connections"
+    return [
+        Finding(
+            Severity.FAIL,
+            f"{reach.host} port {reach.port} does not accept {what} at {listing([a.address for a in failed])}.",
+            evidence=evidence,
+            fix="tcp_unreachable",
+            values={"host": reach.host, "port": reach.port},
+            subjects=tuple(a.address for a in failed),
+        )
+    ]

@@ -1,0 +1,361 @@
+"""Settings: command line over environment over the tenant file, validated once.
+
+Every mistake a user can make here ends in one SettingsError whose message names the
+setting, what was wrong with it and what is expected. The password never comes from the
+command line: it comes from EWSREADY_PASSWORD, a password file or AWS Secrets Manager.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ewsready.secret import Secret
+
+log = logging.getLogger(__name__)
+
+ACCESS_MODES = ("impersonation", "delegate")
+DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8", "9.9.9.9")
+PASSWORD_ENV = "EWSREADY_PASSWORD"
+ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class SettingsError(ValueError):
+    """A user mistake in the settings; the message is meant to be shown as it is."""
+
+
+@dataclass(frozen=True)
+class Resolver:
+    address: str
+    port: int = 53
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, already checked."""
+
+    organisation: str
+    ews_url: str
+    username: str
+    password: Secret = field(repr=False)
+    access: str = "impersonation"
+    mailboxes: tuple[str, ...] = ()
+    resolvers: tuple[Resolver, ...] = tuple(Resolver(a) for a in DEFAULT_RESOLVERS)
+    ca_bundle: Path | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    busy_budget: float = 60.0
+    workers: int = 8
+    # Lab mode only: loopback stands in for public addresses, and no connection may
+    # leave loopback whatever a (simulated) DNS answer says.
+    lab: bool = False
+
+    @property
+    def ews_host(self) -> str:
+        return urlsplit(self.ews_url).hostname or ""
+
+    @property
+    def ews_port(self) -> int:
+        parts = urlsplit(self.ews_url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+# The tenant file: table -> key -> (type, description of what is expected).
+SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
+    "": {"organisation": (str, "the organisation's name, as the report shows it")},
+    "ews": {
+        "url": (str, "the EWS URL given to the calendar service, https://.../EWS/Exchange.asmx"),
+        "access": (str, "'impersonation' or 'delegate'"),
+    },
+    "service_account": {
+        "username": (str, "the service account's user principal name"),
+        "password_file": (str, "a file holding only the password"),
+        "aws_secret_id": (str, "an AWS Secrets Manager secret holding the password"),
+        "aws_region": (str, "the AWS region of that secret"),
+    },
+    "mailboxes": {
+        "invited": (list, "a list of invited e-mail addresses"),
+        "csv": (str, "a CSV file of invited addresses (first column, or a column named 'address')"),
+    },
+    "network": {
+        "resolvers": (list, "public DNS resolvers as 'IP' or 'IP:port'"),
+        "ca_bundle": (str, "a PEM file of CA certificates to trust besides the public store"),
+        "connect_timeout": ((int, float), "seconds, a number above 0"),
+        "read_timeout": ((int, float), "seconds, a number above 0"),
+        "busy_budget": ((int, float), "seconds spent waiting on a busy server, above 0"),
+        "workers": (int, "concurrent EWS requests, 1 to 64"),
+    },
+}
+
+
+def read_tenant_file(path: Path) -> dict[str, Any]:
+    """Parse and shape-check the tenant file; returns {'table.key': value}."""
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(f"--tenant {path}: no such file") from None
+    except OSError as exc:
+        raise SettingsError(f"--tenant {path}: cannot be read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"--tenant {path}: not valid TOML ({exc})") from None
+
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            if key not in SCHEMA or key == "":
+                known = ", ".join(f"[{t}]" for t in SCHEMA if t)
+                raise SettingsError(f"{path}: unknown table [{key}]; known: {known}")
+            for sub, subvalue in value.items():
+                flat[_checked(path, key, sub, subvalue)] = subvalue
+        else:
+            flat[_checked(path, "", key, value)] = value
+    return flat
+
+
+def _checked(path: Path, table: str, key: str, value: Any) -> str:
+    name = f"{table}.{key}" if table else key
+    spec = SCHEMA[table].get(key)
+    if spec is None:
+        known = ", ".join(SCHEMA[table])
+        where = f"[{table}] " if table else ""
+        raise SettingsError(f"{path}: unknown setting {where}{key}; known: {known}")
+    expected_type, description = spec
+    if isinstance(value, bool) or not isinstance(value, expected_type):
+        raise SettingsError(f"{path}: {name} = {value!r} is not {description}")
+    return name
+
+
+def _number(name: str, value: Any, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} = {value!r} is not a number") from None
+    if not low < number <= high:
+        raise SettingsError(f"{name} = {value!r} must be above {low:g} and at most {high:g}")
+    return number
+
+
+def check_ews_url(url: str, name: str = "ews.url") -> str:
+    """An absolute https URL with a host; the path is judged by the ews_url check."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(
+            f"{name} = {url!r} is not an absolute URL; expected "
+            "https://mail.example.com/EWS/Exchange.asmx"
+        )
+    try:
+        parts.port
+    except ValueError:
+        raise SettingsError(f"{name} = {url!r} has an invalid port") from None
+    return url.strip()
+
+
+def check_address(address: str, name: str) -> str:
+    address = address.strip()
+    if not ADDRESS.match(address):
+        raise SettingsError(f"{name}: {address!r} is not an e-mail address")
+    return address
+
+
+def parse_resolver(text: str, name: str = "network.resolvers") -> Resolver:
+    host, _, port = text.strip().rpartition(":") if text.count(":") == 1 else (text, "", "")
+    host = host or text.strip()
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise SettingsError(f"{name}: {text!r} is not an IP address or IP:port") from None
+    return Resolver(host, int(port) if port.isdigit() else 53)
+
+
+def read_mailbox_csv(path: Path) -> tuple[str, ...]:
+    """Invited addresses from a CSV: the 'address' column if there is one, else the first."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
+    except OSError as exc:
+        raise SettingsError(f"mailboxes.csv {path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"mailboxes.csv {path}: not UTF-8 text") from None
+    if not rows:
+        return ()
+    header = [cell.strip().casefold() for cell in rows[0]]
+    column = 0
+    if "address" in header:
+        column, rows = header.index("address"), rows[1:]
+    elif not ADDRESS.match(rows[0][0].strip()):
+        rows = rows[1:]
+    return tuple(
+        check_address(row[column], f"mailboxes.csv {path} line {n}")
+        for n, row in enumerate(rows, start=2)
+        if len(row) > column
+    )
+
+
+def read_password_file(path: Path) -> Secret:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(
+            f"service_account.password_file {path}: cannot be read ({exc.strerror})"
+        ) from None
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"service_account.password_file {path}: not UTF-8 text"
+        ) from None
+    password = text.rstrip("\r\n")
+    if not password:
+        raise SettingsError(f"service_account.password_file {path}: the file is empty")
+    return Secret(password)
+
+
+def read_aws_secret(secret_id: str, region: str | None) -> Secret:
+    """The password from AWS Secrets Manager: a plain string or JSON with 'password'."""
+    import json
+
+    import boto3
+    import botocore.exceptions
+
+    try:
+        client = boto3.client("secretsmanager", region_name=region)
+        log.debug("reading AWS secret %s in %s", secret_id, region or "default region")
+        value = client.get_secret_value(SecretId=secret_id)["SecretString"]
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise SettingsError(
+            f"service_account.aws_secret_id {secret_id!r}: cannot be read ({type(exc).__name__})"
+        ) from None
+    if value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value)["password"]
+        except (ValueError, KeyError, TypeError):
+            raise SettingsError(
+                f"service_account.aws_secret_id {secret_id!r}: JSON without a 'password' key"
+            ) from None
+    return Secret(value)
+
+
+def build_settings(
+    file_values: Mapping[str, Any],
+    env: Mapping[str, str],
+    cli: Mapping[str, Any],
+    base_dir: Path,
+    aws_reader: Callable[[str, str | None], Secret] = read_aws_secret,
+) -> Settings:
+    """Merge the three sources (command line wins, then environment, then file)."""
+
+    def pick(key: str, env_name: str | None = None) -> Any:
+        if cli.get(key) not in (None, (), []):
+            return cli[key]
+        if env_name and env.get(env_name):
+            return env[env_name]
+        return file_values.get(key)
+
+    def path(value: str) -> Path:
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else base_dir / candidate
+
+    url = pick("ews.url", "EWSREADY_URL")
+    if not url:
+        raise SettingsError("ews.url is not set; expected the EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx")
+    url = check_ews_url(str(url))
+
+    username = pick("service_account.username", "EWSREADY_USERNAME")
+    if not username:
+        raise SettingsError("service_account.username is not set; expected the service account's UPN")
+
+    access = pick("ews.access", "EWSREADY_ACCESS") or "impersonation"
+    if access not in ACCESS_MODES:
+        raise SettingsError(f"ews.access = {access!r} is not 'impersonation' or 'delegate'")
+
+    if env.get(PASSWORD_ENV):
+        password = Secret(env[PASSWORD_ENV])
+    elif file_values.get("service_account.password_file"):
+        password = read_password_file(path(file_values["service_account.password_file"]))
+    elif file_values.get("service_account.aws_secret_id"):
+        password = aws_reader(
+            file_values["service_account.aws_secret_id"],
+            file_values.get("service_account.aws_region"),
+        )
+    else:
+        raise SettingsError(
+            f"no password: set {PASSWORD_ENV}, or service_account.password_file, "
+            "or service_account.aws_secret_id in the tenant file"
+        )
+
+    mailboxes: list[str] = []
+    for n, address in enumerate(cli.get("mailboxes") or file_values.get("mailboxes.invited") or []):
+        if not isinstance(address, str):
+            raise SettingsError(f"mailboxes.invited[{n}] = {address!r} is not an e-mail address")
+        mailboxes.append(check_address(address, f"mailboxes.invited[{n}]"))
+    if file_values.get("mailboxes.csv") and not cli.get("mailboxes"):
+        mailboxes.extend(read_mailbox_csv(path(file_values["mailboxes.csv"])))
+    mailboxes = list(dict.fromkeys(mailboxes))
+
+    resolvers = file_values.get("network.resolvers")
+    resolver_tuple = (
+        tuple(parse_resolver(str(r)) for r in resolvers)
+        if resolvers
+        else Settings.__dataclass_fields__["resolvers"].default
+    )
+    if not resolver_tuple:
+        raise SettingsError("network.resolvers is empty; expected at least one resolver IP")
+
+    ca_bundle = file_values.get("network.ca_bundle")
+    ca_path = check_ca_bundle(path(ca_bundle)) if ca_bundle else None
+
+    workers = file_values.get("network.workers", 8)
+    if not 1 <= workers <= 64:
+        raise SettingsError(f"network.workers = {workers!r} must be from 1 to 64")
+
+    return Settings(
+        organisation=str(pick("organisation") or urlsplit(url).hostname or "organisation"),
+        ews_url=url,
+        username=str(username),
+        password=password,
+        access=access,
+        mailboxes=tuple(mailboxes),
+        resolvers=resolver_tuple,
+        ca_bundle=ca_path,
+        connect_timeout=_number("network.connect_timeout", file_values.get("network.connect_timeout", 10), 0, 600),
+        read_timeout=_number("network.read_timeout", file_values.get("network.read_timeout", 30), 0, 3600),
+        busy_budget=_number("network.busy_budget", file_values.get("network.busy_budget", 60), 0, 3600),
+        workers=int(workers),
+    )
+
+
+def check_ca_bundle(path: Path) -> Path:
+    """The file must exist and hold at least one PEM certificate."""
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"network.ca_bundle {path}: cannot be read ({exc.strerror})") from None
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certificates = []
+    if not certificates:
+        raise SettingsError(
+            f"network.ca_bundle {path}: holds no PEM certificate; expected '-----BEGIN CERTIFICATE-----' blocks"
+        )
+    return path
+
+
+def settings_from_sources(
+    tenant_file: Path | None, cli: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if env is None else env
+    values = read_tenant_file(tenant_file) if tenant_file else {}
+    base = tenant_file.parent if tenant_file else Path.cwd()
+    return build_settings(values, env, cli, base)

@@ -1,0 +1,608 @@
+"""The lab's Exchange front end: EWS, OWA, ECP and autodiscover over HTTPS on loopback.
+
+Real, unmodified clients (exchangelib, requests) talk to it over TLS on 127.0.0.1 and an
+ephemeral port, naming the scenario's EWS host in SNI and Host. It behaves like IIS in
+front of Exchange where the audit can tell the difference: 401 with one WWW-Authenticate
+header per offered scheme, HTTP/1.1 keep-alive with Content-Length on every answer, SOAP
+faults as HTTP 500, OWA and ECP redirecting to a forms logon page.
+
+Three layers, each replaceable on its own:
+- `EwsService.answer` turns one parsed HTTP request into a `Reply` (routing,
+  authentication, throttling, SOAP); it touches no socket and is where content knobs
+  (HTML instead of SOAP, oversized bodies) belong;
+- `_Handler._deliver` writes a `Reply` to the connection: the one place for transport
+  knobs (latency, black hole, slow drip, reset);
+- `EwsServer` owns the listening socket, the TLS handshake (in the worker thread, so a
+  client that stalls the handshake blocks nobody) and the open connections.
+Each request ends as one `LabRequest` handed to the `record` callback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+import re
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from email.message import Message
+from http.server import BaseHTTPRequestHandler
+from typing import Self
+from urllib.parse import parse_qs, quote, urlsplit
+
+from lab import ews_pages
+from lab.ews_operations import EwsFault, Organisation, named_mailboxes
+from lab.ews_soap import (
+    MAX_REQUEST_BYTES,
+    ServerVersion,
+    SoapParseError,
+    SoapRequest,
+    envelope,
+    fault,
+    parse_request,
+    parse_xml,
+)
+from lab.pki import ServerCredentials
+from lab.scenario import Scenario
+
+logger = logging.getLogger(__name__)
+
+EWS_PATH = "/EWS/Exchange.asmx"
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client gets to finish the TLS handshake
+IDLE_TIMEOUT = 30.0  # seconds a kept-alive connection may sit idle
+
+_SOAP_TYPE = "text/xml; charset=utf-8"
+_HTML_TYPE = "text/html; charset=utf-8"
+_HOST_HEADER = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+# EWS schema names in the order Exchange learnt them; a server refuses newer ones.
+_SCHEMAS = (
+    "Exchange2007",
+    "Exchange2007_SP1",
+    "Exchange2010",
+    "Exchange2010_SP1",
+    "Exchange2010_SP2",
+    "Exchange2013",
+    "Exchange2013_SP1",
+    "Exchange2016",
+)
+_DATED_SCHEMA = re.compile(r"^V20[0-9]{2}_[0-9]{2}_[0-9]{2}$")
+
+
+@dataclass(frozen=True)
+class LabRequest:
+    """One HTTP request the lab received, as tests and the audit's own tests see it."""
+
+    method: str
+    path: str
+    operation: str | None  # the SOAP body's first element, e.g. "GetFolder"
+    mailboxes: tuple[str, ...]  # target addresses named in the request
+    impersonated: str | None  # address from the ExchangeImpersonation header
+    user: str | None  # authenticated user; None when not authenticated
+    status: int  # HTTP status sent
+    response_code: str | None  # EWS ResponseCode or fault code sent
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str  # without the query string
+    query: str
+    headers: Message
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to send back, and what the log should say about it."""
+
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    operation: str | None = None
+    mailboxes: tuple[str, ...] = ()
+    impersonated: str | None = None
+    user: str | None = None
+    response_code: str | None = None
+
+
+class EwsService:
+    """Answers HTTP requests for one scenario; holds no sockets."""
+
+    def __init__(self, scenario: Scenario, password: str, base_url: str) -> None:
+        self.scenario = scenario
+        self.base_url = base_url
+        self._password = password.encode()
+        self._version = ServerVersion.parse(
+            scenario.server_version, scenario.schema_version
+        )
+        self._organisation = Organisation(scenario)
+        self._busy_left = scenario.busy_first_calls
+        self._busy_lock = threading.Lock()
+        self._schemes = {s.split()[0].casefold() for s in scenario.auth_schemes if s}
+
+    def answer(self, request: HttpRequest) -> Reply:
+        path = request.path.casefold()
+        if path == EWS_PATH.casefold():
+            if request.method == "POST":
+                return self._soap(request)
+            if request.method in ("GET", "HEAD"):
+                return self._service_page(request)
+            return _html(405, ews_pages.method_not_allowed_page())
+        if path == "/ews/services.wsdl" and request.method in ("GET", "HEAD"):
+            body = ews_pages.wsdl(
+                self.base_url + EWS_PATH, self._organisation.operations
+            )
+            return Reply(200, body, _SOAP_TYPE)
+        if path == "/autodiscover/autodiscover.xml":
+            return self._autodiscover(request)
+        if path in ("/owa", "/owa/"):
+            return self._to_logon(request, "/owa/")
+        if path in ("/ecp", "/ecp/"):
+            return self._to_logon(request, "/ecp/")
+        if path == "/owa/auth/logon.aspx":
+            destination = parse_qs(request.query).get("url", [""])[0]
+            return _html(200, ews_pages.owa_logon_page(destination))
+        return _html(404, ews_pages.not_found_page())
+
+    def internal_error(self) -> Reply:
+        """The answer when the lab itself failed: a fault, never a dropped socket."""
+        return self._fault(
+            "ErrorInternalServerError", "The simulated server failed on this request."
+        )
+
+    # EWS ---------------------------------------------------------------------
+
+    def _soap(self, request: HttpRequest) -> Reply:
+        user = self._authenticate(request)
+        try:
+            soap: SoapRequest | None = parse_request(request.body)
+        except SoapParseError as error:
+            logger.debug("unreadable SOAP request: %s", error)
+            soap = None
+        about = Reply(
+            status=200,
+            operation=soap.operation if soap else None,
+            mailboxes=named_mailboxes(soap.payload) if soap else (),
+            impersonated=(
+                soap.impersonation.address if soap and soap.impersonation else None
+            ),
+            user=user,
+        )
+        if user is None:
+            return replace(self._unauthorized(), **_about(about))
+        if soap is None:
+            reply = self._fault("ErrorSchemaValidation", "The request is not valid.")
+            return replace(reply, **_about(about))
+        return replace(self._operation(soap), **_about(about))
+
+    def _operation(self, soap: SoapRequest) -> Reply:
+        if self._take_busy_slot():
+            return self._fault(
+                "ErrorServerBusy",
+                "The server is busy; try again after the back-off time.",
+                {"BackOffMilliseconds": str(self.scenario.busy_back_off_ms)},
+            )
+        refusal = self._version_refusal(soap.requested_version)
+        if refusal is not None:
+            return refusal
+        try:
+            caller = self._organisation.caller_for(soap.impersonation)
+            outcome = self._organisation.answer(soap, caller)
+        except EwsFault as error:
+            return self._fault(error.code, error.message, error.values)
+        body = envelope(self._version, outcome.content)
+        return Reply(200, body, _SOAP_TYPE, response_code=outcome.response_code)
+
+    def _take_busy_slot(self) -> bool:
+        with self._busy_lock:
+            if self._busy_left <= 0:
+                return False
+            self._busy_left -= 1
+            return True
+
+    def _version_refusal(self, requested: str | None) -> Reply | None:
+        """A fault when the request asks for a schema this server does not speak."""
+        if requested is None:
+            return None
+        newest = self._newest_schema()
+        if requested in _SCHEMAS:
+            if _SCHEMAS.index(requested) <= _SCHEMAS.index(newest):
+                return None
+            return self._fault(
+                "ErrorInvalidServerVersion",
+                "The requested schema version is newer than this server.",
+            )
+        if _DATED_SCHEMA.match(requested) and newest == "Exchange2016":
+            return None
+        return self._fault("ErrorInvalidRequest", "The requested schema is unknown.")
+
+    def _newest_schema(self) -> str:
+        version = self._version
+        if (version.major, version.minor) >= (15, 1):
+            return "Exchange2016"
+        if version.major == 15:
+            return "Exchange2013_SP1" if version.major_build >= 847 else "Exchange2013"
+        if version.major == 14:
+            return _SCHEMAS[2 + min(version.minor, 2)]
+        return "Exchange2007_SP1"
+
+    def _fault(
+        self, code: str, message: str, values: dict[str, str] | None = None
+    ) -> Reply:
+        body = envelope(self._version, fault(code, message, values))
+        return Reply(500, body, _SOAP_TYPE, response_code=code)
+
+    # Authentication -----------------------------------------------------------
+
+    def _authenticate(self, request: HttpRequest) -> str | None:
+        """The user name when Basic credentials are offered and right, else None.
+
+        Only the service account signs in. The lab does not implement NTLM or
+        Negotiate: it lists them when the scenario offers them and answers any
+        attempt with another 401.
+        """
+        header = request.headers.get("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.casefold() != "basic" or "basic" not in self._schemes:
+            return None
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, separator, password = decoded.partition(":")
+        if not separator or self.scenario.reject_password:
+            return None
+        if not self._is_service_account(user):
+            return None
+        if not hmac.compare_digest(password.encode(), self._password):
+            return None
+        return user
+
+    def _is_service_account(self, user: str) -> bool:
+        upn = self.scenario.service_upn.casefold()
+        name = user.casefold()
+        if name == upn:
+            return True
+        # DOMAIN\name, where name is the UPN's local part (the sAMAccountName here).
+        domain, backslash, account = name.partition("\\")
+        return bool(backslash and domain) and account == upn.partition("@")[0]
+
+    def _unauthorized(self) -> Reply:
+        challenges = []
+        for scheme in self.scenario.auth_schemes:
+            if scheme.casefold() == "basic":
+                challenges.append(
+                    f'Basic realm="{_header_safe(self.scenario.ews_host)}"'
+                )
+            else:
+                challenges.append(_header_safe(scheme))
+        headers = tuple(("WWW-Authenticate", c) for c in challenges)
+        return Reply(401, ews_pages.unauthorized_page(), _HTML_TYPE, headers)
+
+    # Other pages --------------------------------------------------------------
+
+    def _service_page(self, request: HttpRequest) -> Reply:
+        user = self._authenticate(request)
+        if user is None:
+            return self._unauthorized()
+        page = ews_pages.ews_service_page(self.base_url + "/EWS/Services.wsdl")
+        return replace(_html(200, page), user=user)
+
+    def _autodiscover(self, request: HttpRequest) -> Reply:
+        user = self._authenticate(request)
+        if user is None:
+            return self._unauthorized()
+        address = None
+        if request.method == "POST":
+            try:
+                root = parse_xml(request.body)
+            except SoapParseError:
+                root = None
+            if root is not None:
+                address = next(
+                    (
+                        e.text.strip()
+                        for e in root.iter()
+                        if isinstance(e.tag, str)
+                        and e.tag.endswith("}EMailAddress")
+                        and e.text
+                    ),
+                    None,
+                )
+        if address is None:
+            body = ews_pages.autodiscover_error("600", "Invalid Request")
+            return Reply(200, body, _SOAP_TYPE, user=user)
+        mailbox = self._organisation.find(address)
+        if mailbox is None:
+            body = ews_pages.autodiscover_error("500", "No mailbox has this address.")
+        else:
+            body = ews_pages.autodiscover_settings(mailbox, self.base_url + EWS_PATH)
+        return Reply(200, body, _SOAP_TYPE, mailboxes=(address,), user=user)
+
+    def _to_logon(self, request: HttpRequest, application: str) -> Reply:
+        """OWA and ECP send browsers to the forms logon page, as Exchange does."""
+        host = request.headers.get("Host") or ""
+        origin = f"https://{host}" if _HOST_HEADER.match(host) else self.base_url
+        destination = quote(origin + application, safe="")
+        location = f"{origin}/owa/auth/logon.aspx?url={destination}&reason=0"
+        page = ews_pages.html_page("Object moved", "The page has moved.")
+        return Reply(302, page, _HTML_TYPE, (("Location", location),))
+
+
+def _about(reply: Reply) -> dict[str, object]:
+    """The log fields of `reply`, for dataclasses.replace onto another reply."""
+    return {
+        "operation": reply.operation,
+        "mailboxes": reply.mailboxes,
+        "impersonated": reply.impersonated,
+        "user": reply.user,
+    }
+
+
+def _html(status: int, body: bytes) -> Reply:
+    return Reply(status, body, _HTML_TYPE)
+
+
+def _header_safe(value: str) -> str:
+    """Drop characters that could end or split a header line."""
+    return "".join(ch for ch in value if ch.isprintable())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One kept-alive HTTPS connection; each request goes through `_handle`."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    timeout = IDLE_TIMEOUT
+    server: _TlsServer
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silence http.server's stderr line; `_handle` logs each request itself."""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_HEAD = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = do_GET
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        target = urlsplit(self.path)
+        try:
+            body = self._read_body()
+        except ValueError as error:
+            logger.debug("unreadable request body: %s", error)
+            body = None
+        service = self.server.service
+        if body is None:
+            reply = _html(413, ews_pages.too_large_page())
+        else:
+            request = HttpRequest(
+                self.command, target.path, target.query, self.headers, body
+            )
+            try:
+                reply = service.answer(request)
+            except Exception:
+                logger.exception("lab EWS failed on %s %s", self.command, target.path)
+                reply = service.internal_error()
+
+        self._deliver(reply)
+
+        self.server.record(
+            LabRequest(
+                method=self.command,
+                path=target.path,
+                operation=reply.operation,
+                mailboxes=reply.mailboxes,
+                impersonated=reply.impersonated,
+                user=reply.user,
+                status=reply.status,
+                response_code=reply.response_code,
+            )
+        )
+        logger.debug(
+            "%s %s operation=%s status=%s code=%s %.1f ms",
+            self.command,
+            target.path,
+            reply.operation,
+            reply.status,
+            reply.response_code,
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _read_body(self) -> bytes | None:
+        """The whole request body, read even when the answer will be 401.
+
+        Returns None, after reading and dropping the body, when it is too large.
+        """
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").casefold():
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:
+            raise ValueError("negative Content-Length")
+        if length > MAX_REQUEST_BYTES:
+            while length > 0:
+                chunk = self.rfile.read(min(length, 65536))
+                if not chunk:
+                    break
+                length -= len(chunk)
+            return None
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes | None:
+        parts = []
+        size = 0
+        while True:
+            chunk_size = int(
+                self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16
+            )
+            if chunk_size == 0:
+                while self.rfile.readline(1024).strip():
+                    pass  # trailer lines
+                break
+            parts.append(self.rfile.read(chunk_size))
+            self.rfile.readline(1024)
+            size += chunk_size
+        return None if size > MAX_REQUEST_BYTES else b"".join(parts)
+
+    def _deliver(self, reply: Reply) -> None:
+        """Write `reply`: status line, headers with Content-Length, body.
+
+        The one place for transport behaviour; error answers never carry
+        `Connection: close`, which exchangelib would read as a busy server.
+        """
+        self.send_response(reply.status)
+        self.send_header("X-Powered-By", "ASP.NET")
+        if reply.content_type:
+            self.send_header("Content-Type", reply.content_type)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(reply.body)
+        self.wfile.flush()
+
+
+class _TlsServer(socketserver.ThreadingTCPServer):
+    """Accepts on loopback; each worker thread does its own TLS handshake."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = False
+
+    def __init__(
+        self,
+        service: EwsService,
+        context: ssl.SSLContext,
+        record: Callable[[LabRequest], None],
+        host: str,
+    ) -> None:
+        self.service = service
+        self.context = context
+        self.record = record
+        self._connections: set[ssl.SSLSocket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__((host, 0), _Handler)
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            connection = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            logger.debug("TLS handshake from %s failed: %s", client_address, error)
+            return
+        with self._connections_lock:
+            self._connections.add(connection)
+        try:
+            self.RequestHandlerClass(connection, client_address, self)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(connection)
+            connection.close()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that goes away mid-request is normal here; keep stderr clean.
+        logger.debug("connection from %s ended: %r", client_address, sys.exc_info()[1])
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def tls_context(credentials: ServerCredentials) -> ssl.SSLContext:
+    """A server context for the scenario's certificate variant."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if credentials.min_security_level < context.security_level:
+        # Weak leaves (1024-bit RSA, SHA-1) load only at a lower OpenSSL level.
+        context.set_ciphers(f"DEFAULT:@SECLEVEL={credentials.min_security_level}")
+    context.load_cert_chain(credentials.chain_pem, credentials.key_pem)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+class EwsServer:
+    """The HTTPS server for one scenario; a context manager."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        password: str,
+        credentials: ServerCredentials,
+        record: Callable[[LabRequest], None] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.scenario = scenario
+        self.host = host
+        self._password = password
+        self._credentials = credentials
+        self._record = record or (lambda request: None)
+        self._server: _TlsServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.scenario.ews_host}:{self.port}"
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        context = tls_context(self._credentials)
+        server = _TlsServer(
+            EwsService(self.scenario, self._password, ""),
+            context,
+            self._record,
+            self.host,
+        )
+        self.port = server.server_address[1]
+        server.service.base_url = self.base_url
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"lab-ews-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.debug(
+            "lab EWS for %s listening on %s:%s",
+            self.scenario.name,
+            self.host,
+            self.port,
+        )
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        logger.debug("lab EWS on port %s stopped", self.port)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,225 @@
+"""Scenario files: what the simulated organisation looks like and what is wrong with it.
+
+A scenario is a TOML file in lab/scenarios/. It describes the organisation (EWS host,
+offered authentication, server build, certificate variant, DNS records, mailboxes),
+what the audit is told (URL path, access mode, invited addresses) and which checks
+are expected to fail, warn or be blocked, so the fault matrix is data too.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
+CERTIFICATE_VARIANTS = (
+    "good",
+    "expiring_soon",
+    "self_signed",
+    "expired",
+    "wrong_name",
+    "missing_intermediate",
+    "rsa1024",
+    "sha1",
+    "internal_ca",
+)
+ACCESS_MODES = ("impersonation", "delegate")
+CALENDAR_RIGHTS = (
+    "None",
+    "AvailabilityOnly",
+    "LimitedDetails",
+    "Reviewer",
+    "Contributor",
+    "NonEditingAuthor",
+    "Author",
+    "PublishingAuthor",
+    "Editor",
+    "PublishingEditor",
+    "Owner",
+)
+MAILBOX_KINDS = ("UserMailbox", "RoomMailbox", "SharedMailbox", "EquipmentMailbox")
+RECORD_TYPES = ("A", "AAAA", "CNAME", "SRV", "NXDOMAIN")
+OUTCOMES = ("failed", "warned", "blocked")
+
+
+class ScenarioError(ValueError):
+    """A scenario file names an unknown key or holds a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class LabMailbox:
+    primary: str
+    aliases: tuple[str, ...] = ()
+    kind: str = "UserMailbox"
+    display_name: str = ""
+    calendar_name: str = "Calendar"
+    language: str = "en-US"
+    # The service account's AccessRights on this mailbox's calendar folder.
+    delegate_right: str = "Editor"
+    send_as: bool = True
+    in_impersonation_scope: bool = True
+
+    def addresses(self) -> tuple[str, ...]:
+        return (self.primary, *self.aliases)
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    name: str
+    type: str
+    value: str = ""
+    ttl: int = 300
+
+
+@dataclass(frozen=True)
+class AuditPlan:
+    """What the audit is told about the organisation, as an admin would fill it in."""
+
+    url_path: str = "/EWS/Exchange.asmx"
+    access: str = "impersonation"
+    invited: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """Markers whose worst outcome is failed / warned / blocked; all others pass."""
+
+    failed: tuple[str, ...] = ()
+    warned: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str = ""
+    organisation: str = "contoso"
+    ews_host: str = "mail.contoso.example"
+    auth_schemes: tuple[str, ...] = ("Negotiate", "NTLM", "Basic")
+    server_version: str = "15.2.1544.4"
+    schema_version: str = "V2017_07_11"
+    certificate: str = "good"
+    impersonation_enabled: bool = True
+    busy_first_calls: int = 0
+    busy_back_off_ms: int = 2000
+    service_upn: str = "svc-calendar@contoso.example"
+    reject_password: bool = False
+    dns_records: tuple[DnsRecord, ...] = ()
+    mailboxes: tuple[LabMailbox, ...] = ()
+    audit: AuditPlan = field(default_factory=AuditPlan)
+    expect: Expectation = field(default_factory=Expectation)
+
+    def mailbox_for(self, address: str) -> LabMailbox | None:
+        """The mailbox owning an address (primary or alias), case-insensitively."""
+        wanted = address.casefold()
+        for mailbox in self.mailboxes:
+            if any(a.casefold() == wanted for a in mailbox.addresses()):
+                return mailbox
+        return None
+
+    def with_generated_users(self, count: int, domain: str) -> Scenario:
+        """A copy with `count` extra user mailboxes, all invited; for scale tests."""
+        extra = tuple(
+            LabMailbox(primary=f"user{n:05d}@{domain}", display_name=f"User {n}")
+            for n in range(count)
+        )
+        invited = self.audit.invited + tuple(m.primary for m in extra)
+        return replace(
+            self,
+            mailboxes=self.mailboxes + extra,
+            audit=replace(self.audit, invited=invited),
+        )
+
+
+def _build(cls: type, data: dict, where: str) -> object:
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    values = {}
+    for key, value in data.items():
+        values[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+def _check_choice(value: str, choices: tuple[str, ...], where: str) -> None:
+    if value not in choices:
+        raise ScenarioError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+
+
+def parse_scenario(data: dict, name: str) -> Scenario:
+    """Build a Scenario from parsed TOML, rejecting unknown keys and bad choices."""
+    data = dict(data)
+    where = f"scenario {name}"
+    records = tuple(
+        _build(DnsRecord, r, f"{where} dns_records") for r in data.pop("dns_records", [])
+    )
+    mailboxes = tuple(
+        _build(LabMailbox, m, f"{where} mailboxes") for m in data.pop("mailboxes", [])
+    )
+    audit = _build(AuditPlan, data.pop("audit", {}), f"{where} [audit]")
+    expect = _build(Expectation, data.pop("expect", {}), f"{where} [expect]")
+    data.setdefault("name", name)
+    scenario = _build(Scenario, data, where)
+    scenario = replace(
+        scenario,
+        dns_records=records,
+        mailboxes=mailboxes,
+        audit=audit,
+        expect=expect,
+    )
+
+    _check_choice(scenario.certificate, CERTIFICATE_VARIANTS, f"{where} certificate")
+    _check_choice(scenario.audit.access, ACCESS_MODES, f"{where} audit.access")
+    for record in records:
+        _check_choice(record.type, RECORD_TYPES, f"{where} record {record.name}")
+    for mailbox in mailboxes:
+        _check_choice(mailbox.kind, MAILBOX_KINDS, f"{where} {mailbox.primary} kind")
+        _check_choice(
+            mailbox.delegate_right,
+            CALENDAR_RIGHTS,
+            f"{where} {mailbox.primary} delegate_right",
+        )
+    return scenario
+
+
+def scenario_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def _read(name: str, seen: tuple[str, ...] = ()) -> dict:
+    """The scenario's TOML with its `extends` chain merged in, base first.
+
+    Tables merge one level deep; lists and [expect] are the child's alone, so a fault
+    scenario states exactly what it expects.
+    """
+    if name in seen:
+        raise ScenarioError(f"scenario {name}: 'extends' loops through {name}")
+    path = SCENARIO_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ScenarioError(
+            f"no lab scenario named {name!r}; known: {', '.join(scenario_names())}"
+        )
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    merged = _read(base_name, (*seen, name))
+    merged.pop("expect", None)
+    merged.pop("description", None)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_scenario(name: str) -> Scenario:
+    """Load lab/scenarios/<name>.toml; an unknown name lists the known ones."""
+    data = _read(name)
+    data["name"] = name
+    return parse_scenario(data, name)
