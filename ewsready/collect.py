@@ -30,6 +30,7 @@ from ewsready.facts import (
     UrlFacts,
 )
 from ewsready.probes import ews, http, network
+from ewsready.rules.certificate import weaknesses
 from ewsready.rules.ews_url import answer_kind, ews_url_for, kind_of_path
 from ewsready.settings import Settings
 from ewsready.transport import ROUTES, Route
@@ -104,7 +105,9 @@ class Collector:
         )
         self._chain, self._cipher = chain, cipher
         good = tuple(a.address for a in reach.attempts if a.tcp_ok and a.tls_ok)
-        if good:
+        # In lab mode the route is set even when empty, so that no request for the
+        # lab's host name ever falls back to the machine's own resolver.
+        if good or s.lab:
             ROUTES.set(
                 self.host,
                 self.port,
@@ -116,6 +119,8 @@ class Collector:
         reach = self.reachability()
         if reach.dns.error:
             return Blocked(f"{self.host} does not resolve in public DNS", "reachability")
+        if not any(a.tcp_ok is not None for a in reach.attempts):
+            return Blocked(f"{self.host} has no address the internet can reach", "reachability")
         if reach.reachable_address is None:
             return Blocked(
                 f"{self.host} port {self.port} cannot be reached over TCP and TLS", "reachability"
@@ -148,15 +153,23 @@ class Collector:
             return blocked
         facts = self.certificate()
         assert isinstance(facts, CertificateFacts)
+        weak = weaknesses(facts)
+        if weak:
+            return Blocked(
+                f"the certificate on {self.host} is too weak for current TLS clients "
+                f"({weak[0]}); the password is not sent over it",
+                "certificate",
+            )
         if facts.verified:
             return None
         roots = network.load_store([self.credential_bundle])
-        error = network.verify_chain(self.host, self._chain, roots, dt.datetime.now(dt.timezone.utc))
-        if error is None:
+        now = dt.datetime.now(dt.timezone.utc)
+        if network.verify_chain(self.host, self._chain, roots, now) is None:
             return None
+        log.debug("credentials withheld from %s: %s", self.host, facts.verify_error)
         return Blocked(
-            f"the certificate on {self.host} is not trusted ({error}); the password is sent only "
-            "over verified TLS (name an internal CA with network.ca_bundle to continue)",
+            f"the certificate on {self.host} does not verify, and the password is sent "
+            "only over verified TLS",
             "certificate",
         )
 

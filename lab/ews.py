@@ -127,7 +127,9 @@ class EwsService:
         self._organisation = Organisation(scenario)
         self._busy_left = scenario.busy_first_calls
         self._busy_lock = threading.Lock()
-        self._schemes = {s.split()[0].casefold() for s in scenario.auth_schemes if s}
+        self._schemes = {
+            s.split()[0].casefold() for s in scenario.auth_schemes if s.strip()
+        }
 
     def answer(self, request: HttpRequest) -> Reply:
         path = request.path.casefold()
@@ -168,21 +170,24 @@ class EwsService:
         except SoapParseError as error:
             logger.debug("unreadable SOAP request: %s", error)
             soap = None
-        about = Reply(
-            status=200,
-            operation=soap.operation if soap else None,
-            mailboxes=named_mailboxes(soap.payload) if soap else (),
-            impersonated=(
-                soap.impersonation.address if soap and soap.impersonation else None
-            ),
+
+        if user is None:
+            reply = self._unauthorized()
+        elif soap is None:
+            reply = self._fault("ErrorSchemaValidation", "The request is not valid.")
+        else:
+            reply = self._operation(soap)
+
+        if soap is None:
+            return replace(reply, user=user)
+        impersonation = soap.impersonation
+        return replace(
+            reply,
+            operation=soap.operation,
+            mailboxes=named_mailboxes(soap.payload),
+            impersonated=impersonation.address if impersonation else None,
             user=user,
         )
-        if user is None:
-            return replace(self._unauthorized(), **_about(about))
-        if soap is None:
-            reply = self._fault("ErrorSchemaValidation", "The request is not valid.")
-            return replace(reply, **_about(about))
-        return replace(self._operation(soap), **_about(about))
 
     def _operation(self, soap: SoapRequest) -> Reply:
         if self._take_busy_slot():
@@ -301,23 +306,7 @@ class EwsService:
         user = self._authenticate(request)
         if user is None:
             return self._unauthorized()
-        address = None
-        if request.method == "POST":
-            try:
-                root = parse_xml(request.body)
-            except SoapParseError:
-                root = None
-            if root is not None:
-                address = next(
-                    (
-                        e.text.strip()
-                        for e in root.iter()
-                        if isinstance(e.tag, str)
-                        and e.tag.endswith("}EMailAddress")
-                        and e.text
-                    ),
-                    None,
-                )
+        address = _requested_address(request.body) if request.method == "POST" else None
         if address is None:
             body = ews_pages.autodiscover_error("600", "Invalid Request")
             return Reply(200, body, _SOAP_TYPE, user=user)
@@ -338,14 +327,16 @@ class EwsService:
         return Reply(302, page, _HTML_TYPE, (("Location", location),))
 
 
-def _about(reply: Reply) -> dict[str, object]:
-    """The log fields of `reply`, for dataclasses.replace onto another reply."""
-    return {
-        "operation": reply.operation,
-        "mailboxes": reply.mailboxes,
-        "impersonated": reply.impersonated,
-        "user": reply.user,
-    }
+def _requested_address(body: bytes) -> str | None:
+    """The EMailAddress of a POX autodiscover request, if it names one."""
+    try:
+        root = parse_xml(body)
+    except SoapParseError:
+        return None
+    for element in root.iter("{*}EMailAddress"):
+        if element.text and element.text.strip():
+            return element.text.strip()
+    return None
 
 
 def _html(status: int, body: bytes) -> Reply:
@@ -379,26 +370,34 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         started = time.monotonic()
         target = urlsplit(self.path)
+        service = self.server.service
         try:
             body = self._read_body()
         except ValueError as error:
+            # The framing is broken, so the connection cannot carry another request.
             logger.debug("unreadable request body: %s", error)
-            body = None
-        service = self.server.service
-        if body is None:
-            reply = _html(413, ews_pages.too_large_page())
-        else:
-            request = HttpRequest(
-                self.command, target.path, target.query, self.headers, body
+            self.close_connection = True
+            reply = replace(
+                _html(400, ews_pages.bad_request_page()),
+                headers=(("Connection", "close"),),
             )
-            try:
-                reply = service.answer(request)
-            except Exception:
-                logger.exception("lab EWS failed on %s %s", self.command, target.path)
-                reply = service.internal_error()
+        else:
+            if body is None:
+                reply = _html(413, ews_pages.too_large_page())
+            else:
+                request = HttpRequest(
+                    self.command, target.path, target.query, self.headers, body
+                )
+                try:
+                    reply = service.answer(request)
+                except Exception:
+                    logger.exception(
+                        "lab EWS failed on %s %s", self.command, target.path
+                    )
+                    reply = service.internal_error()
 
-        self._deliver(reply)
-
+        # Recorded before the answer leaves, so a client that has its answer always
+        # finds the request in the log.
         self.server.record(
             LabRequest(
                 method=self.command,
@@ -411,6 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
                 response_code=reply.response_code,
             )
         )
+        self._deliver(reply)
         logger.debug(
             "%s %s operation=%s status=%s code=%s %.1f ms",
             self.command,
@@ -432,11 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise ValueError("negative Content-Length")
         if length > MAX_REQUEST_BYTES:
-            while length > 0:
-                chunk = self.rfile.read(min(length, 65536))
-                if not chunk:
-                    break
-                length -= len(chunk)
+            self._discard(length)
             return None
         return self.rfile.read(length)
 
@@ -444,23 +440,33 @@ class _Handler(BaseHTTPRequestHandler):
         parts = []
         size = 0
         while True:
-            chunk_size = int(
-                self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16
-            )
+            # A missing or non-hex size line raises ValueError: broken framing.
+            chunk_size = int(self.rfile.readline(1024).split(b";")[0], 16)
             if chunk_size == 0:
-                while self.rfile.readline(1024).strip():
-                    pass  # trailer lines
                 break
-            parts.append(self.rfile.read(chunk_size))
-            self.rfile.readline(1024)
             size += chunk_size
+            if size > MAX_REQUEST_BYTES:
+                self._discard(chunk_size)
+            else:
+                parts.append(self.rfile.read(chunk_size))
+            self.rfile.readline(1024)  # the line end after the chunk
+        while self.rfile.readline(1024).strip():
+            pass  # trailer fields
         return None if size > MAX_REQUEST_BYTES else b"".join(parts)
+
+    def _discard(self, length: int) -> None:
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                break
+            length -= len(chunk)
 
     def _deliver(self, reply: Reply) -> None:
         """Write `reply`: status line, headers with Content-Length, body.
 
-        The one place for transport behaviour; error answers never carry
-        `Connection: close`, which exchangelib would read as a busy server.
+        The one place for transport behaviour. Only an answer to a request whose
+        framing was broken says `Connection: close`: exchangelib reads that header
+        on an error answer as a busy server.
         """
         self.send_response(reply.status)
         self.send_header("X-Powered-By", "ASP.NET")
@@ -469,9 +475,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in reply.headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
+        # End the header block by hand so that it leaves in the same write as the body.
+        self._headers_buffer.append(b"\r\n")
+        head = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        self.wfile.write(head if self.command == "HEAD" else head + reply.body)
         self.wfile.flush()
 
 
@@ -482,14 +490,14 @@ class _TlsServer(socketserver.ThreadingTCPServer):
     block_on_close = False
     allow_reuse_address = False
 
+    service: EwsService  # set by EwsServer once the port, and so the URL, is known
+
     def __init__(
         self,
-        service: EwsService,
         context: ssl.SSLContext,
         record: Callable[[LabRequest], None],
         host: str,
     ) -> None:
-        self.service = service
         self.context = context
         self.record = record
         self._connections: set[ssl.SSLSocket] = set()
@@ -498,6 +506,9 @@ class _TlsServer(socketserver.ThreadingTCPServer):
 
     def finish_request(self, request: socket.socket, client_address: object) -> None:
         request.settimeout(HANDSHAKE_TIMEOUT)
+        # Headers and body leave in one write, but small answers must not wait for
+        # the client's delayed ACK either.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             connection = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as error:
@@ -565,14 +576,9 @@ class EwsServer:
         if self._server is not None:
             return
         context = tls_context(self._credentials)
-        server = _TlsServer(
-            EwsService(self.scenario, self._password, ""),
-            context,
-            self._record,
-            self.host,
-        )
+        server = _TlsServer(context, self._record, self.host)
         self.port = server.server_address[1]
-        server.service.base_url = self.base_url
+        server.service = EwsService(self.scenario, self._password, self.base_url)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,

@@ -354,25 +354,26 @@ class Organisation:
         return _Target(mailbox, folder)
 
     def _item(self, reference: etree._Element) -> _Item:
+        """The meeting an ItemId made by this lab points at."""
         parts = _decode_id(reference.get("Id", ""))
         if reference.tag != t("ItemId") or not parts or parts[0] != "item":
             raise _MessageError("ErrorInvalidIdMalformed", "The id is malformed.")
         try:
             _, address, index, start, end = parts
-            owner = self.find(address)
-            item = _Item(
-                owner or self.service,
-                int(index),
-                datetime.fromtimestamp(int(start), UTC),
-                datetime.fromtimestamp(int(end), UTC),
-            )
+            index, start, end = int(index), int(start), int(end)
         except (TypeError, ValueError):
             raise _MessageError(
                 "ErrorInvalidIdMalformed", "The id is malformed."
             ) from None
+        owner = self.find(str(address))
         if owner is None:
-            raise _no_such_mailbox(address)
-        return item
+            raise _no_such_mailbox(str(address))
+        return _Item(
+            owner,
+            index,
+            datetime.fromtimestamp(start, UTC),
+            datetime.fromtimestamp(end, UTC),
+        )
 
     def _right(self, caller: Caller, target: _Target) -> str:
         """The effective user's calendar-style right on the target folder."""

@@ -66,6 +66,10 @@ def unauthorized_page() -> bytes:
     )
 
 
+def bad_request_page() -> bytes:
+    return html_page("400 - Bad Request", "The request could not be read.")
+
+
 def not_found_page() -> bytes:
     return html_page("404 - Not Found", "Nothing is published at this address.")
 

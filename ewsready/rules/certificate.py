@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from ewsready.facts import Blocked, CertificateFacts, CertificateInfo
 from ewsready.findings import Finding, Severity
@@ -53,7 +54,8 @@ def _expired(facts: CertificateFacts) -> bool:
     return leaf is not None and not leaf.not_before <= facts.checked_at <= leaf.not_after
 
 
-def _weak(facts: CertificateFacts) -> list[str]:
+def weaknesses(facts: CertificateFacts) -> list[str]:
+    """Each key or signature in the sent chain that current clients refuse."""
     problems = []
     for position, cert in enumerate(facts.chain):
         who = "the certificate" if position == 0 else f"the issuing certificate {_cn(cert.subject)!r}"
@@ -107,7 +109,7 @@ def chains_to_public_root(facts: Facts) -> Result:
                 "certificate",
             )
         )
-    if _expired(facts) or _wrong_name(facts) or _weak(facts):
+    if _expired(facts) or _wrong_name(facts) or weaknesses(facts):
         return []  # reaches a public root; the other certificate checks say what is wrong
     return [
         Finding(
@@ -200,7 +202,8 @@ def within_validity(facts: Facts) -> Result:
         return [
             Finding(
                 Severity.WARN,
-                f"The certificate on {facts.host} expires on {leaf.not_after:%Y-%m-%d}, in {left.days} days.",
+                f"The certificate on {facts.host} expires on {leaf.not_after:%Y-%m-%d}, "
+                f"in {math.ceil(left.total_seconds() / 86400)} days.",
                 evidence=dates,
                 fix="certificate_expiring",
                 values={"thumbprint": leaf.thumbprint, "not_after": f"{leaf.not_after:%Y-%m-%d %H:%M} UTC"},
@@ -213,7 +216,7 @@ def within_validity(facts: Facts) -> Result:
 def strong_key_and_signature(facts: Facts) -> Result:
     if isinstance(facts, Blocked):
         return from_blocked(facts)
-    problems = _weak(facts)
+    problems = weaknesses(facts)
     if not problems:
         return []
     return [
