@@ -62,14 +62,14 @@ def parse_catalogue(data: Mapping[str, object], source: str) -> dict[str, Remedy
             raise CatalogueError(f"{source}: [{fix_id}] unknown key(s) {', '.join(sorted(extra))}")
         if not entry["doc"].startswith("https://"):
             raise CatalogueError(f"{source}: [{fix_id}] doc must be an https link")
+        if not entry["commands"].strip():
+            raise CatalogueError(f"{source}: [{fix_id}] has no commands")
         used = set(PLACEHOLDER.findall(entry["commands"]))
         declared = set(entry["values"])
         if used != declared:
             raise CatalogueError(
                 f"{source}: [{fix_id}] placeholders {sorted(used)} differ from values {sorted(declared)}"
             )
-        if not entry["commands"].strip():
-            raise CatalogueError(f"{source}: [{fix_id}] has no commands")
         remedies[fix_id] = Remedy(
             id=fix_id,
             title=entry["title"],

@@ -168,14 +168,22 @@ def check_address(address: str, name: str) -> str:
 
 
 def parse_resolver(text: str, name: str = "network.resolvers") -> Resolver:
-    host, _, port = text.strip().rpartition(":") if text.count(":") == 1 else (text, "", "")
-    host = host or text.strip()
-    host = host.strip("[]")
+    """'1.1.1.1', '1.1.1.1:5353', '2606:4700::1111' or '[2606:4700::1111]:53'."""
+    text = text.strip()
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
     try:
         ipaddress.ip_address(host)
+        number = int(port) if port else 53
+        if not 0 < number < 65536:
+            raise ValueError
     except ValueError:
         raise SettingsError(f"{name}: {text!r} is not an IP address or IP:port") from None
-    return Resolver(host, int(port) if port.isdigit() else 53)
+    return Resolver(host, number)
 
 
 def read_mailbox_csv(path: Path) -> tuple[str, ...]:

@@ -285,11 +285,10 @@ class EwsService:
         challenges = []
         for scheme in self.scenario.auth_schemes:
             if scheme.casefold() == "basic":
-                challenges.append(
-                    f'Basic realm="{_header_safe(self.scenario.ews_host)}"'
-                )
+                realm = self.scenario.ews_host.replace('"', "").replace("\\", "")
+                challenges.append(f'Basic realm="{realm}"')
             else:
-                challenges.append(_header_safe(scheme))
+                challenges.append(scheme)
         headers = tuple(("WWW-Authenticate", c) for c in challenges)
         return Reply(401, ews_pages.unauthorized_page(), _HTML_TYPE, headers)
 
@@ -473,7 +472,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.content_type:
             self.send_header("Content-Type", reply.content_type)
         for name, value in reply.headers:
-            self.send_header(name, value)
+            self.send_header(name, _header_safe(value))
         self.send_header("Content-Length", str(len(reply.body)))
         # End the header block by hand so that it leaves in the same write as the body.
         self._headers_buffer.append(b"\r\n")

@@ -126,7 +126,7 @@ def autodiscover_settings(mailbox: LabMailbox, ews_url: str) -> bytes:
 
 
 def autodiscover_error(code: str, message: str) -> bytes:
-    """A POX autodiscover Error, e.g. 500 for an unknown address, 600 for a bad request."""
+    """A POX autodiscover Error: 500 for an unknown address, 600 for a bad request."""
     root = etree.Element(
         f"{{{_AUTODISCOVER_NS}}}Autodiscover", nsmap={None: _AUTODISCOVER_NS}
     )

@@ -170,7 +170,7 @@ def envelope(version: ServerVersion, content: etree._Element) -> bytes:
 def fault(
     code: str, message: str, values: Mapping[str, str] | None = None
 ) -> etree._Element:
-    """A SOAP Fault as EWS sends it: the code again under detail, values in MessageXml."""
+    """A SOAP Fault as EWS sends it: the code again in detail, values in MessageXml."""
     element = etree.Element(s("Fault"))
     faultcode = etree.SubElement(element, "faultcode", nsmap={"a": TYPES_NS})
     faultcode.text = f"a:{code}"

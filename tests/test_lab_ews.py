@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -94,7 +95,9 @@ class _LabAdapter(HTTPAdapter):
             "https": _LoopbackPool,
         }
 
-    def send(self, request: requests.PreparedRequest, **kwargs: object):
+    def send(
+        self, request: requests.PreparedRequest, **kwargs: object
+    ) -> requests.Response:
         kwargs["verify"] = self.bundle
         return super().send(request, **kwargs)
 
@@ -221,7 +224,7 @@ def test_cold_calendar_view_under_impersonation(start_lab: Callable[..., Lab]) -
     assert lab.log[3].mailboxes == ("ana.lopez@contoso.example",)
 
 
-def test_server_version_comes_from_every_response(
+def test_exchangelib_learns_the_build_from_the_header(
     start_lab: Callable[..., Lab],
 ) -> None:
     lab = start_lab()
@@ -299,7 +302,7 @@ def test_logon_refused_is_unauthorized(
     assert [(r.status, r.user) for r in lab.log] == [(401, None)]
 
 
-def test_auth_guess_without_basic_picks_ntlm_which_the_lab_refuses(
+def test_auth_guess_prefers_ntlm_which_the_lab_does_not_speak(
     start_lab: Callable[..., Lab],
 ) -> None:
     # Contoso offers NTLM next to Basic, so exchangelib's guess prefers NTLM; the lab
@@ -715,6 +718,38 @@ def test_401_drains_the_body_and_keeps_the_connection(
     connection.close()
 
     assert statuses == [(401, None), (401, None)]
+
+
+def test_chunked_and_oversized_bodies_are_read_to_the_end(
+    start_lab: Callable[..., Lab],
+) -> None:
+    lab = start_lab()
+    session = session_for(lab)
+    chunked = (part.encode() for part in (soap("<m:ConvertId/>"), " " * 5000))
+    oversized = b" " * (9 * 1024 * 1024)
+
+    statuses = [
+        session.post(lab.url, data=chunked).status_code,
+        session.post(lab.url, data=oversized).status_code,
+        session.get(lab.base_url + "/owa/auth/logon.aspx").status_code,
+    ]
+
+    assert statuses == [401, 413, 200]
+
+
+def test_parallel_clients_are_served_and_logged(start_lab: Callable[..., Lab]) -> None:
+    lab = start_lab()
+
+    def fetch(_: int) -> list[int]:
+        session = session_for(lab)
+        url = lab.base_url + "/owa/auth/logon.aspx"
+        return [session.get(url, timeout=10).status_code for _ in range(5)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = [s for batch in pool.map(fetch, range(8)) for s in batch]
+
+    assert statuses == [200] * 40
+    assert len(lab.log) == 40
 
 
 def test_handler_failure_is_a_soap_fault(

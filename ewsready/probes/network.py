@@ -30,6 +30,10 @@ from ewsready.settings import Resolver
 
 log = logging.getLogger(__name__)
 
+DOCUMENTATION = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
 TLS_NAMES = {"TLSv1": "TLS 1.0", "TLSv1.1": "TLS 1.1", "TLSv1.2": "TLS 1.2", "TLSv1.3": "TLS 1.3"}
 
 
@@ -96,6 +100,8 @@ def address_kind(address: str, loopback_is_public: bool = False) -> str:
         return "global" if loopback_is_public else "loopback"
     if ip.version == 4 and ip in ipaddress.ip_network("100.64.0.0/10"):
         return "shared (CGNAT)"
+    if any(ip in net for net in DOCUMENTATION if net.version == ip.version):
+        return "documentation (reserved)"
     if ip.is_link_local:
         return "link-local"
     if ip.is_private:

@@ -42,7 +42,8 @@ def names_match(pattern: str, host: str) -> bool:
 
 
 def _leaf_names(leaf: CertificateInfo) -> tuple[str, ...]:
-    return leaf.dns_names or (_cn(leaf.subject),)
+    """Names clients match: the subject alternative names only (the CN is ignored)."""
+    return leaf.dns_names
 
 
 def _incomplete(facts: CertificateFacts) -> bool:
@@ -157,7 +158,10 @@ def names_the_host(facts: Facts) -> Result:
     return [
         Finding(
             Severity.FAIL,
-            f"The certificate on {facts.host} is for {listing(_leaf_names(leaf))}, not {facts.host}.",
+            f"The certificate on {facts.host} is for {listing(leaf.dns_names)}, not {facts.host}."
+            if leaf.dns_names
+            else f"The certificate on {facts.host} has no subject alternative names "
+            f"(only {leaf.subject}); clients match names there only.",
             evidence=(f"subject {leaf.subject}", f"subject alternative names: {listing(leaf.dns_names) or 'none'}"),
             fix="certificate_wrong_name",
             values={"host": facts.host, "names": request_names(facts.host)},

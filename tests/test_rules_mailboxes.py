@@ -1,0 +1,120 @@
+import pytest
+
+from ewsready.facts import AddressFacts, AddressResolution, MailboxAccessFacts, MailboxRead
+from ewsready.findings import Severity
+from ewsready.rules import mailboxes as rules
+
+UPN = "svc-calendar@contoso.example"
+
+
+def access(mode, *reads):
+    return MailboxAccessFacts(mode, tuple(reads), requests=len(reads))
+
+
+def ok(address, **kw):
+    return MailboxRead(address, True, "NoError", **kw)
+
+
+def denied(address, code, **kw):
+    return MailboxRead(address, False, code, **kw)
+
+
+@pytest.mark.parametrize(
+    "facts, expected",
+    [
+        (access("impersonation", ok("a@c.example"), ok("b@c.example")), []),
+        (
+            access("impersonation", ok("a@c.example"), denied("room@c.example", "ErrorImpersonateUserDenied")),
+            [
+                (
+                    "impersonation_scope_gap",
+                    f"The service account {UPN} cannot use 1 calendar of 2 impersonating "
+                    "(ErrorImpersonateUserDenied): room@c.example.",
+                )
+            ],
+        ),
+        (
+            access("impersonation", denied("a@c.example", "ErrorImpersonateUserDenied"), denied("b@c.example", "ErrorImpersonateUserDenied")),
+            [
+                (
+                    "impersonation_missing",
+                    f"The service account {UPN} cannot use 2 calendars of 2 impersonating "
+                    "(ErrorImpersonateUserDenied): a@c.example and b@c.example.",
+                )
+            ],
+        ),
+        (
+            access("delegate", ok("a@c.example", can_write=True), denied("b@c.example", "ErrorAccessDenied")),
+            [
+                (
+                    "delegate_access_missing",
+                    f"The service account {UPN} cannot use 1 calendar of 2 as a delegate (ErrorAccessDenied): b@c.example.",
+                )
+            ],
+        ),
+        (
+            access("delegate", ok("a@c.example", can_write=False)),
+            [
+                (
+                    "delegate_access_missing",
+                    f"The service account {UPN} cannot use 1 calendar of 1 as a delegate (NoWriteRight): a@c.example.",
+                )
+            ],
+        ),
+        (
+            access("impersonation", denied("a@c.example", "ErrorServerBusy"), denied("b@c.example", "ErrorNonExistentMailbox")),
+            [
+                ("server_busy", f"The service account {UPN} cannot use 1 calendar of 2 impersonating (ErrorServerBusy): a@c.example."),
+                ("mailbox_not_found", f"The service account {UPN} cannot use 1 calendar of 2 impersonating (ErrorNonExistentMailbox): b@c.example."),
+            ],
+        ),
+    ],
+)
+def test_every_calendar_readable(facts, expected):
+    findings = rules.every_calendar_readable(facts, UPN)
+    assert [(f.fix, f.sentence) for f in findings] == expected
+
+
+def test_fix_targets_exactly_the_failing_mailboxes_by_primary_address():
+    facts = access(
+        "delegate",
+        ok("a@c.example", can_write=True),
+        denied("alias@legacy.c.example", "ErrorAccessDenied", read_as="b@c.example"),
+    )
+    [finding] = rules.every_calendar_readable(facts, UPN)
+    assert finding.values["mailboxes"] == ["b@c.example"]
+    assert finding.evidence == ("alias@legacy.c.example (read as b@c.example): ErrorAccessDenied",)
+
+
+def test_no_mailboxes_is_not_a_pass():
+    [finding] = rules.every_calendar_readable(access("impersonation"), UPN)
+    assert finding.severity == Severity.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    "resolution, sentence",
+    [
+        (AddressResolution("a@c.example", True, "a@c.example", "A"), None),
+        (AddressResolution("A@C.example", True, "a@c.example", "A"), None),
+        (
+            AddressResolution("user1@legacy.c.example", True, "user1@c.example", "User One"),
+            "user1@legacy.c.example is a secondary address of User One; invite the user as the primary SMTP address user1@c.example.",
+        ),
+        (
+            AddressResolution("nobody@c.example", False, code="ErrorNameResolutionNoResults"),
+            "No mailbox has 1 invited address: nobody@c.example.",
+        ),
+    ],
+)
+def test_invited_addresses_are_primary(resolution, sentence):
+    findings = rules.invited_addresses_are_primary(AddressFacts((resolution,)))
+    assert [f.sentence for f in findings] == ([sentence] if sentence else [])
+
+
+def test_many_secondary_addresses_are_summarised():
+    resolutions = tuple(
+        AddressResolution(f"u{n}@legacy.c.example", True, f"u{n}@c.example", f"U{n}") for n in range(30)
+    )
+    findings = rules.invited_addresses_are_primary(AddressFacts(resolutions))
+    assert len(findings) == rules.DETAILED_LIMIT + 1
+    assert findings[-1].sentence == "5 more invited addresses are secondary addresses."

@@ -1,0 +1,158 @@
+from pathlib import Path
+
+import pytest
+
+from ewsready.secret import Secret
+from ewsready.settings import (
+    Resolver,
+    SettingsError,
+    build_settings,
+    parse_resolver,
+    read_mailbox_csv,
+    read_tenant_file,
+)
+
+URL = "https://mail.contoso.example/EWS/Exchange.asmx"
+ENV = {"EWSREADY_PASSWORD": "canary-Pw-123"}
+FILE = {"ews.url": URL, "service_account.username": "svc@contoso.example"}
+
+
+def build(values=None, env=None, cli=None, base=Path(".")):
+    return build_settings({**FILE, **(values or {})}, ENV if env is None else env, cli or {}, base)
+
+
+def test_defaults():
+    settings = build()
+    assert settings.ews_host == "mail.contoso.example"
+    assert settings.ews_port == 443
+    assert settings.access == "impersonation"
+    assert settings.password == Secret("canary-Pw-123")
+    assert "canary" not in repr(settings)
+
+
+def test_command_line_beats_environment_beats_file():
+    settings = build(
+        {"ews.access": "delegate", "mailboxes.invited": ["file@c.example"]},
+        env={**ENV, "EWSREADY_URL": "https://env.example/EWS/Exchange.asmx"},
+        cli={"ews.url": "https://cli.example/EWS/Exchange.asmx", "mailboxes": ("cli@c.example",)},
+    )
+    assert settings.ews_url == "https://cli.example/EWS/Exchange.asmx"
+    assert settings.mailboxes == ("cli@c.example",)
+    assert settings.access == "delegate"
+
+
+@pytest.mark.parametrize(
+    "values, env, message",
+    [
+        ({"ews.url": "mail.contoso.example/EWS"}, None, "ews.url = 'mail.contoso.example/EWS' is not an absolute URL"),
+        ({"ews.url": "https://mail.contoso.example:99999/EWS/Exchange.asmx"}, None, "has an invalid port"),
+        ({"ews.access": "owner"}, None, "ews.access = 'owner' is not 'impersonation' or 'delegate'"),
+        ({}, {}, "no password: set EWSREADY_PASSWORD"),
+        ({"mailboxes.invited": ["not-an-address"]}, None, "mailboxes.invited[0]: 'not-an-address' is not an e-mail address"),
+        ({"network.workers": 0}, None, "network.workers = 0 must be from 1 to 64"),
+        ({"network.connect_timeout": -1}, None, "network.connect_timeout = -1 must be above 0"),
+        ({"network.resolvers": ["dns.google"]}, None, "network.resolvers: 'dns.google' is not an IP address"),
+        ({"service_account.password_file": "/nonexistent/pw"}, {}, "service_account.password_file /nonexistent/pw: cannot be read"),
+        ({"network.ca_bundle": "/nonexistent/ca.pem"}, None, "network.ca_bundle /nonexistent/ca.pem: cannot be read"),
+    ],
+)
+def test_mistakes_name_the_setting(values, env, message):
+    with pytest.raises(SettingsError) as caught:
+        build(values, env=env)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_url_and_username():
+    with pytest.raises(SettingsError, match="ews.url is not set"):
+        build_settings({}, ENV, {}, Path("."))
+    with pytest.raises(SettingsError, match="service_account.username is not set"):
+        build_settings({"ews.url": URL}, ENV, {}, Path("."))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[ews]\nurll = 'x'\n", "unknown setting [ews] urll; known: url, access"),
+        ("[tenant]\nurl = 'x'\n", "unknown table [tenant]"),
+        ("[network]\nworkers = 'eight'\n", "network.workers = 'eight' is not concurrent EWS requests, 1 to 64"),
+        ("[network]\nconnect_timeout = true\n", "network.connect_timeout = True is not seconds"),
+        ("[ews\nurl = 1", "not valid TOML"),
+        ("organisation = 3\n", "organisation = 3 is not the organisation's name"),
+    ],
+)
+def test_tenant_file_mistakes(tmp_path, text, message):
+    path = tmp_path / "tenant.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=None) as caught:
+        read_tenant_file(path)
+    assert message in str(caught.value)
+
+
+def test_missing_tenant_file(tmp_path):
+    with pytest.raises(SettingsError, match="no such file"):
+        read_tenant_file(tmp_path / "nope.toml")
+
+
+def test_password_file_and_csv_relative_to_the_tenant_file(tmp_path):
+    (tmp_path / "pw").write_text("from-file\n")
+    (tmp_path / "invited.csv").write_text("name,address\nAna,ana@c.example\nBen,ben@c.example\n")
+    settings = build(
+        {"service_account.password_file": "pw", "mailboxes.csv": "invited.csv"}, env={}, base=tmp_path
+    )
+    assert settings.password.reveal() == "from-file"
+    assert settings.mailboxes == ("ana@c.example", "ben@c.example")
+
+
+@pytest.mark.parametrize(
+    "text, addresses",
+    [
+        ("ana@c.example\nben@c.example\n", ("ana@c.example", "ben@c.example")),
+        ("email\nana@c.example\n", ("ana@c.example",)),
+        ("\ufeffaddress,name\nana@c.example,Ana\n\n", ("ana@c.example",)),
+    ],
+)
+def test_mailbox_csv(tmp_path, text, addresses):
+    path = tmp_path / "m.csv"
+    path.write_text(text, encoding="utf-8")
+    assert read_mailbox_csv(path) == addresses
+
+
+def test_bad_csv_line_is_named(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("address\nana@c.example\nnot an address\n")
+    with pytest.raises(SettingsError, match="line 3: 'not an address' is not an e-mail address"):
+        read_mailbox_csv(path)
+
+
+def test_ca_bundle_must_be_pem(tmp_path):
+    path = tmp_path / "ca.pem"
+    path.write_text("not a certificate")
+    with pytest.raises(SettingsError, match="holds no PEM certificate"):
+        build({"network.ca_bundle": str(path)})
+
+
+def test_aws_secret_reader_is_used(tmp_path):
+    calls = []
+
+    def reader(secret_id, region):
+        calls.append((secret_id, region))
+        return Secret("from-aws")
+
+    settings = build_settings(
+        {**FILE, "service_account.aws_secret_id": "prod/ews", "service_account.aws_region": "eu-west-1"},
+        {},
+        {},
+        tmp_path,
+        aws_reader=reader,
+    )
+    assert settings.password.reveal() == "from-aws"
+    assert calls == [("prod/ews", "eu-west-1")]
+
+
+@pytest.mark.parametrize(
+    "text, resolver",
+    [("1.1.1.1", Resolver("1.1.1.1", 53)), ("127.0.0.1:5353", Resolver("127.0.0.1", 5353)), ("2606:4700::1111", Resolver("2606:4700::1111", 53)), ("[::1]:53", Resolver("::1", 53))],
+)
+def test_parse_resolver(text, resolver):
+    assert parse_resolver(text) == resolver
