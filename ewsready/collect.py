@@ -19,6 +19,7 @@ from pathlib import Path
 import certifi
 from exchangelib.version import Version
 
+from ewsready import logs
 from ewsready.facts import (
     AddressFacts,
     Blocked,
@@ -51,6 +52,8 @@ class Collector:
         progress: Progress | None = None,
     ) -> None:
         self.settings = settings
+        logs.install()
+        logs.register(settings.password, settings.username)
         self.public_roots = public_roots or [Path(certifi.where())]
         self.store_name = store_name or "Mozilla (certifi)"
         self.progress = progress

@@ -240,10 +240,13 @@ class Organisation:
 
     def _get_folder(self, request: SoapRequest, caller: Caller) -> Outcome:
         shape = request.payload.find(m("FolderShape"))
-        wants_permissions = shape is not None and any(
-            uri.get("FieldURI") == "folder:PermissionSet"
-            for uri in shape.iter(t("FieldURI"))
+        asked = (
+            {uri.get("FieldURI") for uri in shape.iter(t("FieldURI"))}
+            if shape is not None
+            else set()
         )
+        wants_permissions = "folder:PermissionSet" in asked
+        wants_rights = "folder:EffectiveRights" in asked
         messages = []
         for reference in _children(request.payload.find(m("FolderIds"))):
             try:
@@ -260,6 +263,7 @@ class Organisation:
                     target,
                     right=right,
                     permissions_of=self.service if wants_permissions else None,
+                    with_rights=wants_rights,
                 )
             )
             messages.append(message)
@@ -528,7 +532,10 @@ def _item_id(item: _Item) -> str:
 
 
 def _folder_element(
-    target: _Target, right: str, permissions_of: LabMailbox | None
+    target: _Target,
+    right: str,
+    permissions_of: LabMailbox | None,
+    with_rights: bool = False,
 ) -> etree._Element:
     """The folder as GetFolder returns it; with the calendar's PermissionSet (naming
     `permissions_of` as the delegate) when asked for and readable."""
@@ -547,12 +554,58 @@ def _folder_element(
     add(element, t("DisplayName"), names[target.folder])
     add(element, t("TotalCount"), len(_SUBJECTS) if target.folder == "calendar" else 0)
     add(element, t("ChildFolderCount"), 0 if target.folder == "calendar" else 1)
+    if with_rights:
+        element.append(_effective_rights(right))
     # Only someone who owns the folder may read its permissions.
     if permissions_of and target.folder == "calendar" and right == "Owner":
         element.append(_calendar_permissions(target.mailbox, permissions_of))
     if spec.tag == "Folder":
         add(element, t("UnreadCount"), 0)
     return element
+
+
+# What each folder role lets its holder do with the folder's items, as EffectiveRights.
+_ROLE_RIGHTS = {
+    "Owner": {
+        "CreateAssociated",
+        "CreateContents",
+        "CreateHierarchy",
+        "Delete",
+        "Modify",
+        "Read",
+        "ViewPrivateItems",
+    },
+    "PublishingEditor": {
+        "CreateContents",
+        "CreateHierarchy",
+        "Delete",
+        "Modify",
+        "Read",
+    },
+    "Editor": {"CreateContents", "Delete", "Modify", "Read"},
+    "PublishingAuthor": {"CreateContents", "CreateHierarchy", "Read"},
+    "Author": {"CreateContents", "Read"},
+    "NonEditingAuthor": {"CreateContents", "Read"},
+    "Reviewer": {"Read"},
+    "Contributor": {"CreateContents"},
+}
+_RIGHT_NAMES = (
+    "CreateAssociated",
+    "CreateContents",
+    "CreateHierarchy",
+    "Delete",
+    "Modify",
+    "Read",
+    "ViewPrivateItems",
+)
+
+
+def _effective_rights(right: str) -> etree._Element:
+    granted = _ROLE_RIGHTS.get(right, set())
+    rights = etree.Element(t("EffectiveRights"))
+    for name in _RIGHT_NAMES:
+        add(rights, t(name), "true" if name in granted else "false")
+    return rights
 
 
 def _calendar_permissions(mailbox: LabMailbox, delegate: LabMailbox) -> etree._Element:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import pytest
 
 from lab.scenario import load_scenario, scenario_names
-
-PROJECT = Path(__file__).resolve().parents[1]
+from tests.audits import AuditRun, run_audit
 OUTCOME_OF = {
     "failure": "failed",
     "could not evaluate": "failed",
@@ -19,27 +14,17 @@ OUTCOME_OF = {
 }
 
 
-def run_audit(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:
-    """Run the audit in a subprocess, guarded to loopback, reports under pytester's dir."""
-    pytester.chdir()
-    os.environ["PYTHONPATH"] = str(PROJECT)
-    report_dir = pytester.path / "reports"
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "tests.netguard",
-        "--rootdir",
-        str(PROJECT),
-        "-c",
-        str(PROJECT / "pytest.ini"),
-        "--report-dir",
-        str(report_dir),
-        *args,
-        str(PROJECT / "checks"),
-        timeout=300,
-    )
-    latest = report_dir / "latest" / "results.json"
-    document = json.loads(latest.read_text(encoding="utf-8")) if latest.exists() else {}
-    return result, document
+@pytest.fixture(scope="session")
+def scenario_run(tmp_path_factory):
+    """The audit of a lab scenario, run once per session and shared by the tests."""
+    runs: dict[str, AuditRun] = {}
+
+    def get(name: str) -> AuditRun:
+        if name not in runs:
+            runs[name] = run_audit(tmp_path_factory.mktemp(name), "--lab", "--lab-scenario", name)
+        return runs[name]
+
+    return get
 
 
 def marker_outcomes(document: dict) -> dict[str, str]:
@@ -55,28 +40,28 @@ def marker_outcomes(document: dict) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", scenario_names())
-def test_each_scenario_fails_exactly_the_expected_checks(pytester, name):
+def test_each_scenario_fails_exactly_the_expected_checks(scenario_run, name):
     scenario = load_scenario(name)
-    result, document = run_audit(pytester, "--lab", "--lab-scenario", name)
+    run = scenario_run(name)
+    document = run.document
 
     outcomes = marker_outcomes(document)
     expected = {m: "failed" for m in scenario.expect.failed}
     expected |= {m: "warned" for m in scenario.expect.warned}
     expected |= {m: "blocked" for m in scenario.expect.blocked}
     actual = {m: o for m, o in outcomes.items() if o != "passed"}
-    assert actual == expected, result.stdout.str()[-3000:]
+    assert actual == expected, run.stdout[-3000:]
 
     ready = not scenario.expect.failed and not scenario.expect.blocked
     assert document["ready"] is ready
-    assert result.ret == (0 if ready else 1)
+    assert run.returncode == (0 if ready else 1)
 
 
 @pytest.mark.parametrize(
     "name", [n for n in scenario_names() if load_scenario(n).expect.failed]
 )
-def test_every_failure_carries_a_filled_in_fix(pytester, name):
-    _, document = run_audit(pytester, "--lab", "--lab-scenario", name)
-    for check in document["checks"]:
+def test_every_failure_carries_a_filled_in_fix(scenario_run, name):
+    for check in scenario_run(name).document["checks"]:
         if check["severity"] != "failure":
             continue
         fixes = [f for f in check["findings"] if f["commands"]]
@@ -87,14 +72,15 @@ def test_every_failure_carries_a_filled_in_fix(pytester, name):
             assert "{" + "host}" not in fix["commands"]  # every placeholder filled
 
 
-def test_contoso_report_folder(pytester):
-    result, document = run_audit(pytester, "--lab")
-    run_dir = (pytester.path / "reports" / "latest").resolve()
+def test_contoso_report_folder(tmp_path):
+    run = run_audit(tmp_path, "--lab")
+    document, run_dir = run.document, run.run_dir
 
-    assert result.ret == 1
+    assert run.returncode == 1
     for name in ("report.html", "results.json", "junit.xml", "remediation.ps1"):
         assert (run_dir / name).is_file(), name
-    result.stdout.fnmatch_lines(["*ewsready: NOT READY*", f"report: {run_dir}/report.html"])
+    assert "ewsready: NOT READY" in run.stdout
+    assert f"report: {run_dir}/report.html" in run.stdout
     assert document["organisation"].startswith("contoso")
     assert document["url"].endswith("/EWS/Exchange.asmx")
 
@@ -109,29 +95,48 @@ def test_contoso_report_folder(pytester):
     assert "@('room.harbour@contoso.example') | ForEach-Object" in script
 
 
-def test_two_runs_get_two_folders(pytester):
-    run_audit(pytester, "--lab", "--lab-scenario", "healthy", "-m", "version")
-    run_audit(pytester, "--lab", "--lab-scenario", "healthy", "-m", "version")
-    folders = [p for p in (pytester.path / "reports").iterdir() if p.name[0].isdigit()]
+def test_two_runs_get_two_folders(tmp_path):
+    run_audit(tmp_path, "--lab", "--lab-scenario", "healthy", "-m", "version")
+    run_audit(tmp_path, "--lab", "--lab-scenario", "healthy", "-m", "version")
+    folders = [p for p in (tmp_path / "reports").iterdir() if p.name[0].isdigit()]
     assert len(folders) == 2
 
 
-def test_without_a_mode_prints_usage_not_a_traceback(pytester):
-    result, _ = run_audit(pytester)
-    assert result.ret == 4
-    result.stderr.fnmatch_lines(["*ewsready needs something to audit*", "*pytest --lab*"])
-    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+def test_without_a_mode_prints_usage_not_a_traceback(tmp_path):
+    run = run_audit(tmp_path)
+    assert run.returncode == 4
+    assert "ewsready needs something to audit" in run.stderr
+    assert "pytest --lab" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
 
 
-def test_unknown_scenario_is_one_line(pytester):
-    result, _ = run_audit(pytester, "--lab", "--lab-scenario", "nosuch")
-    assert result.ret == 4
-    output = result.stdout.str() + result.stderr.str()
+def test_unknown_scenario_is_one_line(tmp_path):
+    run = run_audit(tmp_path, "--lab", "--lab-scenario", "nosuch")
+    assert run.returncode == 4
+    output = run.stdout + run.stderr
     assert "no lab scenario named 'nosuch'; known: cert_expired" in output
     assert "Traceback" not in output
 
 
-def test_markers_select_checks(pytester):
-    result, document = run_audit(pytester, "--lab", "-m", "certificate")
-    assert {m for c in document["checks"] for m in c["markers"]} == {"certificate"}
-    assert result.ret == 0  # contoso's certificate only warns
+def test_markers_select_checks(tmp_path):
+    run = run_audit(tmp_path, "--lab", "-m", "certificate")
+    assert {m for c in run.document["checks"] for m in c["markers"]} == {"certificate"}
+    assert run.returncode == 0  # contoso's certificate only warns
+
+
+def test_canary_password_appears_in_no_output(tmp_path):
+    canary = "canary-Pw-7f3e9d"
+    run = run_audit(
+        tmp_path,
+        "--lab",
+        "--log-level=DEBUG",
+        "-l",
+        "-rA",
+        env={"EWSREADY_PASSWORD": canary},
+    )
+    assert run.returncode == 1
+    assert run.document["checks"], "the audit ran"
+    assert canary not in run.stdout + run.stderr
+    for path in (tmp_path / "reports").rglob("*"):
+        if path.is_file():
+            assert canary.encode() not in path.read_bytes(), path
