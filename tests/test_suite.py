@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from lab.scenario import load_scenario, scenario_names
@@ -136,7 +138,9 @@ def test_canary_password_appears_in_no_output(tmp_path):
     )
     assert run.returncode == 1
     assert run.document["checks"], "the audit ran"
-    assert canary not in run.stdout + run.stderr
-    for path in (tmp_path / "reports").rglob("*"):
-        if path.is_file():
-            assert canary.encode() not in path.read_bytes(), path
+    basic = base64.b64encode(f"svc-calendar@contoso.example:{canary}".encode()).decode()
+    for secret in (canary, basic):
+        assert secret not in run.stdout + run.stderr
+        for path in (tmp_path / "reports").rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
