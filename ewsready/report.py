@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from ewsready import __version__
 from ewsready.catalogue import remedy
@@ -46,17 +47,31 @@ SUMMARY_TEMPLATE = ENV.from_string(
 <div class="ewsready-summary">
   <h2 class="verdict {{ 'ready' if ready else 'not-ready' }}">{{ 'READY' if ready else 'NOT READY' }} for the calendar service</h2>
   <table>
-    <tr><th>Organisation</th><td>{{ organisation }}</td></tr>
-    <tr><th>EWS URL</th><td>{{ url }}</td></tr>
-    <tr><th>Service account</th><td>{{ username }}</td></tr>
-    <tr><th>Access</th><td>{{ access }}</td></tr>
     <tr><th>Started (UTC)</th><td>{{ started }}</td></tr>
-    <tr><th>ewsready</th><td>{{ version }}</td></tr>
     <tr><th>Checks</th><td>{% for label, count in counts %}{{ label }}: {{ count }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
   </table>
+  <div class="ewsready-findings">
+  {% if actionable %}
+    <h3>What to fix ({{ actionable|length }})</h3>
+    {% for fragment in actionable %}{{ fragment }}{% endfor %}
+  {% endif %}
+  {% if blocked %}
+    <h3>Blocked until the above is fixed</h3>
+    <ul>{% for sentence, count in blocked %}<li>{{ count }} check{{ '' if count == 1 else 's' }}: {{ sentence }}</li>{% endfor %}</ul>
+  {% endif %}
+  </div>
 </div>
 """
 )
+
+
+SUMMARY_FIELDS = ("started",)
+CSS_PATH = Path(__file__).parent / "data" / "report.css"
+
+
+def title(meta: dict, results: Sequence[CheckResult]) -> str:
+    verdict = "READY" if is_ready(results) else "NOT READY"
+    return f"ewsready: {verdict} for the calendar service - {meta.get('organisation', '')}"
 
 
 @dataclass(frozen=True)
@@ -162,11 +177,21 @@ def is_ready(results: Iterable[CheckResult]) -> bool:
 
 
 def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
+    """The verdict, the run's facts, then every finding an admin must act on."""
+    findings = [f for r in results for f in r.findings]
+    actionable = sorted(
+        (f for f in findings if f.severity >= Severity.WARN and f.severity != Severity.BLOCKED),
+        key=lambda f: -f.severity,
+    )
+    blocked = Counter(f.sentence for f in findings if f.severity == Severity.BLOCKED)
     return SUMMARY_TEMPLATE.render(
         ready=is_ready(results),
         counts=counts(results),
         version=__version__,
-        **meta,
+        # Fragments built here by our own autoescaping template, so safe to insert.
+        actionable=[markupsafe.Markup(finding_html(f)) for f in actionable],
+        blocked=sorted(blocked.items()),
+        **{k: v for k, v in meta.items() if k in SUMMARY_FIELDS},
     )
 
 
