@@ -1,3 +1,7 @@
-"""Wires the ewsready fixtures and report hooks into pytest."""
+"""Wires the ewsready fixtures and report hooks into pytest.
 
-pytest_plugins = ["fixtures.options", "fixtures.audit", "fixtures.reporting"]
+The command-line options (fixtures.options) come in through the package's pytest11
+entry point, so pytest knows them before it reads the arguments.
+"""
+
+pytest_plugins = ["fixtures.audit", "fixtures.reporting"]

@@ -126,7 +126,9 @@ def lookup(build: Build) -> BuildInfo:
     product = product_line(build)
     same_line = [r for r in releases() if product_line(r.build) == product]
     exact = next((r for r in same_line if r.build == build), None)
-    at_or_below = [r for r in same_line if r.build <= build and r.build[:2] == build[:2]]
+    at_or_below = [
+        r for r in same_line if r.build <= build and r.build[:2] == build[:2]
+    ]
     nearest = exact or (at_or_below[-1] if at_or_below else None)
     level_match = LEVEL.match(nearest.name) if nearest else None
     level = level_match.group(1) if level_match else product

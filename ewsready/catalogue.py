@@ -56,10 +56,14 @@ def parse_catalogue(data: Mapping[str, object], source: str) -> dict[str, Remedy
             raise CatalogueError(f"{source}: [{fix_id}] is not a table")
         for key, kind in REQUIRED.items():
             if not isinstance(entry.get(key), kind):
-                raise CatalogueError(f"{source}: [{fix_id}] {key} missing or not {kind.__name__}")
+                raise CatalogueError(
+                    f"{source}: [{fix_id}] {key} missing or not {kind.__name__}"
+                )
         extra = set(entry) - set(REQUIRED)
         if extra:
-            raise CatalogueError(f"{source}: [{fix_id}] unknown key(s) {', '.join(sorted(extra))}")
+            raise CatalogueError(
+                f"{source}: [{fix_id}] unknown key(s) {', '.join(sorted(extra))}"
+            )
         if not entry["doc"].startswith("https://"):
             raise CatalogueError(f"{source}: [{fix_id}] doc must be an https link")
         if not entry["commands"].strip():

@@ -33,6 +33,7 @@ from ewsready.facts import (
 from ewsready.probes import ews, http, network
 from ewsready.rules.certificate import weaknesses
 from ewsready.rules.ews_url import answer_kind, ews_url_for, kind_of_path
+from ewsready.rules.reachability import unreachable
 from ewsready.settings import Settings
 from ewsready.transport import ROUTES, Route
 
@@ -119,16 +120,7 @@ class Collector:
         return reach
 
     def reach_blocked(self) -> Blocked | None:
-        reach = self.reachability()
-        if reach.dns.error:
-            return Blocked(f"{self.host} does not resolve in public DNS", "reachability")
-        if not any(a.tcp_ok is not None for a in reach.attempts):
-            return Blocked(f"{self.host} has no address the internet can reach", "reachability")
-        if reach.reachable_address is None:
-            return Blocked(
-                f"{self.host} port {self.port} cannot be reached over TCP and TLS", "reachability"
-            )
-        return None
+        return unreachable(self.reachability())
 
     @_once
     def certificate(self) -> CertificateFacts | Blocked:
@@ -166,7 +158,7 @@ class Collector:
         if facts.verified:
             return None
         roots = network.load_store([self.credential_bundle])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if network.verify_chain(self.host, self._chain, roots, now) is None:
             return None
         log.debug("credentials withheld from %s: %s", self.host, facts.verify_error)
@@ -187,10 +179,16 @@ class Collector:
         timeout = self.settings.read_timeout
         session = http.anonymous_session()
         answer = http.probe(given, timeout, session)
-        if kind_of_path(given) is None and answer_kind(answer) is None and given.startswith("https:"):
+        if (
+            kind_of_path(given) is None
+            and answer_kind(answer) is None
+            and given.startswith("https:")
+        ):
             return UrlFacts(given, answer)
         candidate = ews_url_for(given)
-        candidate_answer = http.probe(candidate, timeout, session) if candidate != given else answer
+        candidate_answer = (
+            http.probe(candidate, timeout, session) if candidate != given else answer
+        )
         return UrlFacts(given, answer, candidate, candidate_answer)
 
     def effective_url(self) -> str | Blocked:
@@ -200,8 +198,15 @@ class Collector:
             return facts
         if facts.candidate is None:
             return facts.given
-        if facts.candidate_answer is not None and answer_kind(facts.candidate_answer) is None:
-            log.info("using %s instead of %s for the signed-in checks", facts.candidate, facts.given)
+        if (
+            facts.candidate_answer is not None
+            and answer_kind(facts.candidate_answer) is None
+        ):
+            log.info(
+                "using %s instead of %s for the signed-in checks",
+                facts.candidate,
+                facts.given,
+            )
             return facts.candidate
         return Blocked(
             f"{facts.given} is not the EWS endpoint, and {facts.candidate} does not answer like EWS",
@@ -223,7 +228,9 @@ class Collector:
 
     def _target(self, url: str) -> ews.EwsTarget:
         s = self.settings
-        return ews.EwsTarget(url, s.username, s.password, s.read_timeout, s.workers, s.busy_budget)
+        return ews.EwsTarget(
+            url, s.username, s.password, s.read_timeout, s.workers, s.busy_budget
+        )
 
     @_once
     def logon(self) -> LogonFacts | Blocked:
@@ -236,7 +243,9 @@ class Collector:
         offered = self.offered()
         if isinstance(offered, HttpAnswer) and offered.status == 401:
             if not any(s.casefold() == "basic" for s in offered.auth_schemes):
-                return Blocked(f"{url} does not offer Basic authentication", "basic_auth")
+                return Blocked(
+                    f"{url} does not offer Basic authentication", "basic_auth"
+                )
         facts, version = ews.probe_logon(self._target(url), self.counter)
         self._version = version
         return facts
@@ -246,7 +255,9 @@ class Collector:
         if isinstance(logon, Blocked):
             return logon
         if not logon.ok:
-            return Blocked(f"{logon.username} could not sign in ({logon.error_code})", "logon")
+            return Blocked(
+                f"{logon.username} could not sign in ({logon.error_code})", "logon"
+            )
         return None
 
     @_once
@@ -294,7 +305,12 @@ class Collector:
         )
         self.counter.add(counter.count)
         return MailboxAccessFacts(
-            facts.access, facts.reads, facts.requests, facts.busy_waits, facts.error, tuple(unresolved)
+            facts.access,
+            facts.reads,
+            facts.requests,
+            facts.busy_waits,
+            facts.error,
+            tuple(unresolved),
         )
 
     def _progress(self, what: str, total: int) -> Callable[[int], None] | None:

@@ -27,7 +27,10 @@ class DnsAnswer:
     resolvers: tuple[str, ...]
     addresses: tuple[str, ...]  # A and AAAA, in answer order
     cnames: tuple[str, ...] = ()  # the CNAME chain followed, if any
-    error: str | None = None  # "NXDOMAIN", "no A or AAAA record", "timeout ..."
+    error: str | None = None  # "the name does not exist (NXDOMAIN)", ...
+    # The resolvers did not answer: a problem where the audit runs, not in the zone.
+    resolver_failed: bool = False
+    literal: bool = False  # the URL names an IP address; nothing was resolved
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,9 @@ class Reachability:
     port: int
     dns: DnsAnswer
     attempts: tuple[ConnectAttempt, ...]
-    loopback_is_public: bool = False  # lab mode: loopback stands in for public addresses
+    loopback_is_public: bool = (
+        False  # lab mode: loopback stands in for public addresses
+    )
 
     @property
     def reachable_address(self) -> str | None:
@@ -112,7 +117,9 @@ class HttpAnswer:
     status: int | None
     content_type: str | None = None
     location: str | None = None
-    auth_schemes: tuple[str, ...] = ()  # from WWW-Authenticate, as the server spells them
+    auth_schemes: tuple[
+        str, ...
+    ] = ()  # from WWW-Authenticate, as the server spells them
     html_title: str | None = None
     has_password_form: bool = False
     error: str | None = None
@@ -149,8 +156,12 @@ class MailboxRead:
     ok: bool
     code: str  # "NoError" or the EWS error code
     message: str = ""
-    read_as: str | None = None  # the primary address used, when the invited one was an alias
-    can_write: bool | None = None  # delegate mode: EffectiveRights CreateContents/Modify
+    read_as: str | None = (
+        None  # the primary address used, when the invited one was an alias
+    )
+    can_write: bool | None = (
+        None  # delegate mode: EffectiveRights CreateContents/Modify
+    )
     seconds: float = 0.0
 
 

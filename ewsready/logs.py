@@ -63,7 +63,9 @@ def install() -> None:
         record = previous(*args, **kwargs)
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken format is the caller's bug, not ours
+        except (
+            Exception
+        ):  # noqa: BLE001 - a broken format is the caller's bug, not ours
             return record
         clean = redact(message)
         if clean != message:

@@ -22,10 +22,14 @@ from ewsready import __version__
 from ewsready.catalogue import remedy
 from ewsready.findings import Finding, Severity
 
-ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+ENV = jinja2.Environment(
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
-FINDING_TEMPLATE = ENV.from_string(
-    """
+FINDING_TEMPLATE = ENV.from_string("""
 <div class="ewsready-finding severity-{{ severity }}">
   <p class="sentence"><strong>{{ label }}:</strong> {{ sentence }}</p>
   {% if evidence %}
@@ -39,13 +43,12 @@ FINDING_TEMPLATE = ENV.from_string(
   {% endif %}
   {% if doc %}<p class="doc">Documentation: <a href="{{ doc }}" rel="noopener noreferrer">{{ doc }}</a></p>{% endif %}
 </div>
-"""
-)
+""")
 
-SUMMARY_TEMPLATE = ENV.from_string(
-    """
+SUMMARY_TEMPLATE = ENV.from_string("""
 <div class="ewsready-summary">
-  <h2 class="verdict {{ 'ready' if ready else 'not-ready' }}">{{ 'READY' if ready else 'NOT READY' }} for the calendar service</h2>
+  <h2 class="verdict {{ 'ready' if ready else 'not-ready' }}">{{ verdict }} for the calendar service</h2>
+  {% if detail %}<p class="verdict-detail">{{ detail|capitalize }}.</p>{% endif %}
   <table>
     <tr><th>Started (UTC)</th><td>{{ started }}</td></tr>
     <tr><th>Checks</th><td>{% for label, count in counts %}{{ label }}: {{ count }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
@@ -61,17 +64,49 @@ SUMMARY_TEMPLATE = ENV.from_string(
   {% endif %}
   </div>
 </div>
-"""
-)
+""")
 
 
 SUMMARY_FIELDS = ("started",)
 CSS_PATH = Path(__file__).parent / "data" / "report.css"
 
 
+def verdict(meta: dict, results: Sequence[CheckResult]) -> str:
+    """READY only when every check ran and none failed; otherwise say what is missing.
+
+    NOT READY: a check failed, was blocked or could not evaluate. PARTIAL: no failure,
+    but a selection (-m, -k) left checks out. INCOMPLETE: the run was interrupted.
+    """
+    if not results:
+        return "NO CHECKS RUN"
+    failing = not is_ready(results)
+    if meta.get("interrupted"):
+        return "NOT READY, INCOMPLETE" if failing else "INCOMPLETE"
+    if failing:
+        return "NOT READY"
+    if meta.get("deselected"):
+        return "PARTIAL"
+    return "READY"
+
+
+def verdict_detail(meta: dict, results: Sequence[CheckResult]) -> str:
+    ran = len(results)
+    total = ran + int(meta.get("deselected", 0))
+    notes = []
+    if meta.get("interrupted"):
+        notes.append("the run was interrupted before every check finished")
+    if total != ran:
+        notes.append(f"only {ran} of {total} checks were selected")
+    if not results:
+        notes.append("no check ran, so nothing was audited")
+    return "; ".join(notes)
+
+
 def title(meta: dict, results: Sequence[CheckResult]) -> str:
-    verdict = "READY" if is_ready(results) else "NOT READY"
-    return f"ewsready: {verdict} for the calendar service - {meta.get('organisation', '')}"
+    return (
+        f"ewsready: {verdict(meta, results)} for the calendar service - "
+        f"{meta.get('organisation', '')}"
+    )
 
 
 @dataclass(frozen=True)
@@ -106,7 +141,12 @@ def render(finding: Finding) -> RenderedFinding:
     """Fill the finding's fix from the catalogue with the finding's values."""
     if finding.fix:
         entry = remedy(finding.fix)
-        title, why, doc, commands = entry.title, entry.why, entry.doc, entry.render(finding.values)
+        title, why, doc, commands = (
+            entry.title,
+            entry.why,
+            entry.doc,
+            entry.render(finding.values),
+        )
     else:
         title = why = doc = commands = None
     return RenderedFinding(
@@ -176,16 +216,26 @@ def is_ready(results: Iterable[CheckResult]) -> bool:
     return all(r.severity < Severity.BLOCKED for r in results)
 
 
+def is_ready_run(meta: dict, results: Sequence[CheckResult]) -> bool:
+    return verdict(meta, results) == "READY"
+
+
 def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
     """The verdict, the run's facts, then every finding an admin must act on."""
     findings = [f for r in results for f in r.findings]
     actionable = sorted(
-        (f for f in findings if f.severity >= Severity.WARN and f.severity != Severity.BLOCKED),
+        (
+            f
+            for f in findings
+            if f.severity >= Severity.WARN and f.severity != Severity.BLOCKED
+        ),
         key=lambda f: -f.severity,
     )
     blocked = Counter(f.sentence for f in findings if f.severity == Severity.BLOCKED)
     return SUMMARY_TEMPLATE.render(
-        ready=is_ready(results),
+        ready=is_ready_run(meta, results),
+        verdict=verdict(meta, results),
+        detail=verdict_detail(meta, results),
         counts=counts(results),
         version=__version__,
         # Fragments built here by our own autoescaping template, so safe to insert.
@@ -198,7 +248,8 @@ def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
 def results_json(meta: dict, results: Sequence[CheckResult]) -> str:
     document = {
         "ewsready": __version__,
-        "ready": is_ready(results),
+        "ready": is_ready_run(meta, results),
+        "verdict": verdict(meta, results),
         "counts": dict(counts(results)),
         **meta,
         "checks": [r.as_json() for r in results],
@@ -212,7 +263,7 @@ def remediation_ps1(meta: dict, results: Sequence[CheckResult]) -> str:
         "# ewsready remediation script",
         f"# Organisation: {_comment(meta.get('organisation', ''))}",
         f"# EWS URL: {_comment(meta.get('url', ''))}",
-        f"# Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by ewsready {__version__}.",
+        f"# Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by ewsready {__version__}.",
         "# Review every command before running it in the Exchange Management Shell.",
         "# The audit itself changed nothing; these commands do.",
         "",

@@ -73,7 +73,10 @@ class Settings:
 SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
     "": {"organisation": (str, "the organisation's name, as the report shows it")},
     "ews": {
-        "url": (str, "the EWS URL given to the calendar service, https://.../EWS/Exchange.asmx"),
+        "url": (
+            str,
+            "the EWS URL given to the calendar service, https://.../EWS/Exchange.asmx",
+        ),
         "access": (str, "'impersonation' or 'delegate'"),
     },
     "service_account": {
@@ -84,14 +87,23 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
     },
     "mailboxes": {
         "invited": (list, "a list of invited e-mail addresses"),
-        "csv": (str, "a CSV file of invited addresses (first column, or a column named 'address')"),
+        "csv": (
+            str,
+            "a CSV file of invited addresses (first column, or a column named 'address')",
+        ),
     },
     "network": {
-        "resolvers": (list, "public DNS resolvers as 'IP' or 'IP:port'"),
-        "ca_bundle": (str, "a PEM file of CA certificates to trust besides the public store"),
+        "resolvers": (list, "a list of public DNS resolvers, each 'IP' or 'IP:port'"),
+        "ca_bundle": (
+            str,
+            "a PEM file of CA certificates to trust besides the public store",
+        ),
         "connect_timeout": ((int, float), "seconds, a number above 0"),
         "read_timeout": ((int, float), "seconds, a number above 0"),
-        "busy_budget": ((int, float), "seconds spent waiting on a busy server, above 0"),
+        "busy_budget": (
+            (int, float),
+            "seconds spent waiting on a busy server, above 0",
+        ),
         "workers": (int, "concurrent EWS requests, 1 to 64"),
     },
 }
@@ -103,11 +115,11 @@ def read_tenant_file(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             raw = tomllib.load(handle)
     except FileNotFoundError:
-        raise SettingsError(f"--tenant {path}: no such file") from None
+        raise SettingsError(f"{path}: no such tenant file") from None
     except OSError as exc:
-        raise SettingsError(f"--tenant {path}: cannot be read ({exc.strerror})") from None
+        raise SettingsError(f"{path}: cannot be read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"--tenant {path}: not valid TOML ({exc})") from None
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
 
     flat: dict[str, Any] = {}
     for key, value in raw.items():
@@ -131,7 +143,7 @@ def _checked(path: Path, table: str, key: str, value: Any) -> str:
         raise SettingsError(f"{path}: unknown setting {where}{key}; known: {known}")
     expected_type, description = spec
     if isinstance(value, bool) or not isinstance(value, expected_type):
-        raise SettingsError(f"{path}: {name} = {value!r} is not {description}")
+        raise SettingsError(f"{path}: {name} = {value!r}; expected {description}")
     return name
 
 
@@ -141,7 +153,9 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     except (TypeError, ValueError):
         raise SettingsError(f"{name} = {value!r} is not a number") from None
     if not low < number <= high:
-        raise SettingsError(f"{name} = {value!r} must be above {low:g} and at most {high:g}")
+        raise SettingsError(
+            f"{name} = {value!r} must be above {low:g} and at most {high:g}"
+        )
     return number
 
 
@@ -154,7 +168,7 @@ def check_ews_url(url: str, name: str = "ews.url") -> str:
             "https://mail.example.com/EWS/Exchange.asmx"
         )
     try:
-        parts.port
+        _ = parts.port  # urllib raises here for a port out of range
     except ValueError:
         raise SettingsError(f"{name} = {url!r} has an invalid port") from None
     return url.strip()
@@ -182,7 +196,9 @@ def parse_resolver(text: str, name: str = "network.resolvers") -> Resolver:
         if not 0 < number < 65536:
             raise ValueError
     except ValueError:
-        raise SettingsError(f"{name}: {text!r} is not an IP address or IP:port") from None
+        raise SettingsError(
+            f"{name}: {text!r} is not an IP address or IP:port"
+        ) from None
     return Resolver(host, number)
 
 
@@ -190,9 +206,13 @@ def read_mailbox_csv(path: Path) -> tuple[str, ...]:
     """Invited addresses from a CSV: the 'address' column if there is one, else the first."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
+            rows = [
+                row for row in csv.reader(handle) if row and any(c.strip() for c in row)
+            ]
     except OSError as exc:
-        raise SettingsError(f"mailboxes.csv {path}: cannot be read ({exc.strerror})") from None
+        raise SettingsError(
+            f"mailboxes.csv {path}: cannot be read ({exc.strerror})"
+        ) from None
     except UnicodeDecodeError:
         raise SettingsError(f"mailboxes.csv {path}: not UTF-8 text") from None
     if not rows:
@@ -274,21 +294,29 @@ def build_settings(
 
     url = pick("ews.url", "EWSREADY_URL")
     if not url:
-        raise SettingsError("ews.url is not set; expected the EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx")
+        raise SettingsError(
+            "ews.url is not set; expected the EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx"
+        )
     url = check_ews_url(str(url))
 
     username = pick("service_account.username", "EWSREADY_USERNAME")
     if not username:
-        raise SettingsError("service_account.username is not set; expected the service account's UPN")
+        raise SettingsError(
+            "service_account.username is not set; expected the service account's UPN"
+        )
 
     access = pick("ews.access", "EWSREADY_ACCESS") or "impersonation"
     if access not in ACCESS_MODES:
-        raise SettingsError(f"ews.access = {access!r} is not 'impersonation' or 'delegate'")
+        raise SettingsError(
+            f"ews.access = {access!r} is not 'impersonation' or 'delegate'"
+        )
 
     if env.get(PASSWORD_ENV):
         password = Secret(env[PASSWORD_ENV])
     elif file_values.get("service_account.password_file"):
-        password = read_password_file(path(file_values["service_account.password_file"]))
+        password = read_password_file(
+            path(file_values["service_account.password_file"])
+        )
     elif file_values.get("service_account.aws_secret_id"):
         password = aws_reader(
             file_values["service_account.aws_secret_id"],
@@ -301,9 +329,13 @@ def build_settings(
         )
 
     mailboxes: list[str] = []
-    for n, address in enumerate(cli.get("mailboxes") or file_values.get("mailboxes.invited") or []):
+    for n, address in enumerate(
+        cli.get("mailboxes") or file_values.get("mailboxes.invited") or []
+    ):
         if not isinstance(address, str):
-            raise SettingsError(f"mailboxes.invited[{n}] = {address!r} is not an e-mail address")
+            raise SettingsError(
+                f"mailboxes.invited[{n}] = {address!r} is not an e-mail address"
+            )
         mailboxes.append(check_address(address, f"mailboxes.invited[{n}]"))
     if file_values.get("mailboxes.csv") and not cli.get("mailboxes"):
         mailboxes.extend(read_mailbox_csv(path(file_values["mailboxes.csv"])))
@@ -316,7 +348,9 @@ def build_settings(
         else Settings.__dataclass_fields__["resolvers"].default
     )
     if not resolver_tuple:
-        raise SettingsError("network.resolvers is empty; expected at least one resolver IP")
+        raise SettingsError(
+            "network.resolvers is empty; expected at least one resolver IP"
+        )
 
     ca_bundle = file_values.get("network.ca_bundle")
     ca_path = check_ca_bundle(path(ca_bundle)) if ca_bundle else None
@@ -326,7 +360,9 @@ def build_settings(
         raise SettingsError(f"network.workers = {workers!r} must be from 1 to 64")
 
     return Settings(
-        organisation=str(pick("organisation") or urlsplit(url).hostname or "organisation"),
+        organisation=str(
+            pick("organisation") or urlsplit(url).hostname or "organisation"
+        ),
         ews_url=url,
         username=str(username),
         password=password,
@@ -334,9 +370,18 @@ def build_settings(
         mailboxes=tuple(mailboxes),
         resolvers=resolver_tuple,
         ca_bundle=ca_path,
-        connect_timeout=_number("network.connect_timeout", file_values.get("network.connect_timeout", 10), 0, 600),
-        read_timeout=_number("network.read_timeout", file_values.get("network.read_timeout", 30), 0, 3600),
-        busy_budget=_number("network.busy_budget", file_values.get("network.busy_budget", 60), 0, 3600),
+        connect_timeout=_number(
+            "network.connect_timeout",
+            file_values.get("network.connect_timeout", 10),
+            0,
+            600,
+        ),
+        read_timeout=_number(
+            "network.read_timeout", file_values.get("network.read_timeout", 30), 0, 3600
+        ),
+        busy_budget=_number(
+            "network.busy_budget", file_values.get("network.busy_budget", 60), 0, 3600
+        ),
         workers=int(workers),
     )
 
@@ -348,7 +393,9 @@ def check_ca_bundle(path: Path) -> Path:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise SettingsError(f"network.ca_bundle {path}: cannot be read ({exc.strerror})") from None
+        raise SettingsError(
+            f"network.ca_bundle {path}: cannot be read ({exc.strerror})"
+        ) from None
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -361,9 +408,16 @@ def check_ca_bundle(path: Path) -> Path:
 
 
 def settings_from_sources(
-    tenant_file: Path | None, cli: Mapping[str, Any], env: Mapping[str, str] | None = None
+    tenant_file: Path | None,
+    cli: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
     values = read_tenant_file(tenant_file) if tenant_file else {}
     base = tenant_file.parent if tenant_file else Path.cwd()
-    return build_settings(values, env, cli, base)
+    try:
+        return build_settings(values, env, cli, base)
+    except SettingsError as exc:
+        if tenant_file and not str(exc).startswith(str(tenant_file)):
+            raise SettingsError(f"{tenant_file}: {exc}") from None
+        raise

@@ -66,7 +66,9 @@ def open_pinned(route: Route, port: int, timeout: float | None) -> socket.socket
     last: OSError | None = None
     for address in route.addresses:
         if route.loopback_only and not ipaddress.ip_address(address).is_loopback:
-            raise RouteRefused(f"refusing to connect to non-loopback {address} in lab mode")
+            raise RouteRefused(
+                f"refusing to connect to non-loopback {address} in lab mode"
+            )
         try:
             return socket.create_connection((address, port), timeout=timeout)
         except OSError as exc:

@@ -154,7 +154,8 @@ def parse_scenario(data: dict, name: str) -> Scenario:
     data = dict(data)
     where = f"scenario {name}"
     records = tuple(
-        _build(DnsRecord, r, f"{where} dns_records") for r in data.pop("dns_records", [])
+        _build(DnsRecord, r, f"{where} dns_records")
+        for r in data.pop("dns_records", [])
     )
     mailboxes = tuple(
         _build(LabMailbox, m, f"{where} mailboxes") for m in data.pop("mailboxes", [])

@@ -67,7 +67,9 @@ def run_audit(workdir: Path, *args: str, env: dict[str, str] | None = None) -> A
     )
     latest = report_dir / "latest"
     results = latest / "results.json"
-    document = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
+    document = (
+        json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
+    )
     return AuditRun(
         done.returncode,
         done.stdout,

@@ -5,9 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
-from ewsready.facts import CertificateFacts, CertificateInfo, ConnectAttempt, DnsAnswer, Reachability
+from ewsready.facts import (
+    CertificateFacts,
+    CertificateInfo,
+    ConnectAttempt,
+    DnsAnswer,
+    Reachability,
+)
 
-NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 HOST = "mail.contoso.example"
 
 
@@ -60,5 +66,7 @@ def chain_facts(*chain: CertificateInfo, **changes) -> CertificateFacts:
 def reach(addresses=("8.8.4.4",), error=None, attempts=None, lab=False) -> Reachability:
     answer = DnsAnswer(HOST, ("1.1.1.1:53",), tuple(addresses), error=error)
     if attempts is None:
-        attempts = tuple(ConnectAttempt(a, 443, True, True, "TLS 1.3") for a in addresses)
+        attempts = tuple(
+            ConnectAttempt(a, 443, True, True, "TLS 1.3") for a in addresses
+        )
     return Reachability(HOST, 443, answer, tuple(attempts), loopback_is_public=lab)

@@ -30,7 +30,9 @@ def check(address: object) -> None:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        raise ForeignAddress(f"refusing to connect by name to {host!r} in tests") from None
+        raise ForeignAddress(
+            f"refusing to connect by name to {host!r} in tests"
+        ) from None
     if ip not in ALLOWED:
         raise ForeignAddress(f"refusing to connect to {ip} in tests: loopback only")
 

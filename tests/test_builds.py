@@ -41,11 +41,20 @@ def test_product_line(build, product):
 
 def test_lookup_names_the_update_level_and_support_end():
     info = lookup((15, 1, 2507, 6))
-    assert (info.level, info.release.name, info.ended) == ("Exchange 2016 CU23", "Exchange 2016 CU23", dt.date(2025, 10, 14))
+    assert (info.level, info.release.name, info.ended) == (
+        "Exchange 2016 CU23",
+        "Exchange 2016 CU23",
+        dt.date(2025, 10, 14),
+    )
     assert info.out_of_support(dt.date(2025, 10, 14))
     assert not info.out_of_support(dt.date(2025, 10, 13))
 
 
 def test_table_covers_every_product():
-    for build in [(8, 0, 685, 25), (14, 3, 123, 4), (15, 0, 1497, 2), (15, 2, 2562, 17)]:
+    for build in [
+        (8, 0, 685, 25),
+        (14, 3, 123, 4),
+        (15, 0, 1497, 2),
+        (15, 2, 2562, 17),
+    ]:
         assert lookup(build).release is not None

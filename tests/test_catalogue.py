@@ -47,4 +47,7 @@ def test_missing_value_is_a_programming_error():
 
 def test_values_are_quoted_never_pasted():
     [entry] = parse_catalogue({"x": GOOD}, "t").values()
-    assert entry.render({"upn": "x'; Remove-Mailbox -Identity *; '"}) == "Get-User 'x''; Remove-Mailbox -Identity *; '''"
+    assert (
+        entry.render({"upn": "x'; Remove-Mailbox -Identity *; '"})
+        == "Get-User 'x''; Remove-Mailbox -Identity *; '''"
+    )

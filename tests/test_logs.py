@@ -19,7 +19,9 @@ def installed():
     "message",
     [
         f"password is {CANARY}",
-        "headers {'Authorization': 'Basic " + base64.b64encode(f"svc@contoso.example:{CANARY}".encode()).decode() + "'}",
+        "headers {'Authorization': 'Basic "
+        + base64.b64encode(f"svc@contoso.example:{CANARY}".encode()).decode()
+        + "'}",
         "Authorization: NTLM TlRMTVNTUAABAAAAB4IIog==",
         "Authorization: Basic " + base64.b64encode(b"other:thing").decode(),
     ],

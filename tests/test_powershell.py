@@ -9,7 +9,10 @@ from ewsready.powershell import quote, quote_list
         ("svc@contoso.example", "'svc@contoso.example'"),
         ("", "''"),
         ("o'brien@contoso.example", "'o''brien@contoso.example'"),
-        ("a\u2019b", "'a\u2019\u2019b'"),  # PowerShell ends strings on typographic quotes too
+        (
+            "a\u2019b",
+            "'a\u2019\u2019b'",
+        ),  # PowerShell ends strings on typographic quotes too
         ("$(Remove-Mailbox x)", "'$(Remove-Mailbox x)'"),
         ("`whoami`", "'`whoami`'"),
         ('say "hi"', "'say \"hi\"'"),
@@ -17,7 +20,10 @@ from ewsready.powershell import quote, quote_list
         ("a\r\n", "('a' + [char]13 + [char]10)"),
         ("\u2028x", "([char]8232 + 'x')"),
         ("Ana López", "'Ana López'"),
-        ("\u202eevil", "([char]8238 + 'evil')"),  # right-to-left override shown as a code
+        (
+            "\u202eevil",
+            "([char]8238 + 'evil')",
+        ),  # right-to-left override shown as a code
     ],
 )
 def test_quote(value, expected):

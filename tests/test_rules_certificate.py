@@ -6,8 +6,21 @@ from ewsready.findings import Severity
 from ewsready.rules import certificate as rules
 from tests.factories import HOST, INTERMEDIATE, NOW, cert, chain_facts
 
-SELF_SIGNED = cert(subject="CN=EX01", issuer="CN=EX01", self_issued=True, self_signed=True, dns_names=("EX01", "EX01.contoso.local"))
-INTERNAL_ROOT = cert(subject="CN=Contoso Enterprise Root CA", issuer="CN=Contoso Enterprise Root CA", self_issued=True, self_signed=True, is_ca=True, dns_names=())
+SELF_SIGNED = cert(
+    subject="CN=EX01",
+    issuer="CN=EX01",
+    self_issued=True,
+    self_signed=True,
+    dns_names=("EX01", "EX01.contoso.local"),
+)
+INTERNAL_ROOT = cert(
+    subject="CN=Contoso Enterprise Root CA",
+    issuer="CN=Contoso Enterprise Root CA",
+    self_issued=True,
+    self_signed=True,
+    is_ca=True,
+    dns_names=(),
+)
 INTERNAL_LEAF = cert(issuer="CN=Contoso Enterprise Root CA")
 
 
@@ -16,18 +29,34 @@ INTERNAL_LEAF = cert(issuer="CN=Contoso Enterprise Root CA")
     [
         (chain_facts(), None),
         (
-            chain_facts(SELF_SIGNED, verified=False, issuer_in_store=False, last_issuer_sent=True),
+            chain_facts(
+                SELF_SIGNED,
+                verified=False,
+                issuer_in_store=False,
+                last_issuer_sent=True,
+            ),
             f"The certificate on {HOST} is self-signed (EX01); no public root vouches for it.",
         ),
         (
-            chain_facts(INTERNAL_LEAF, INTERNAL_ROOT, verified=False, issuer_in_store=False, last_issuer_sent=True),
+            chain_facts(
+                INTERNAL_LEAF,
+                INTERNAL_ROOT,
+                verified=False,
+                issuer_in_store=False,
+                last_issuer_sent=True,
+            ),
             f"The certificate on {HOST} chains to 'Contoso Enterprise Root CA', which is not a public root.",
         ),
         (
             chain_facts(cert(), verified=False, issuer_in_store=False),
             f"Blocked by certificate: {HOST} does not send the issuer 'Lab Public Issuing CA 1', so the root cannot be traced",
         ),
-        (chain_facts(cert(not_after=NOW - dt.timedelta(days=1)), INTERMEDIATE, verified=False), None),
+        (
+            chain_facts(
+                cert(not_after=NOW - dt.timedelta(days=1)), INTERMEDIATE, verified=False
+            ),
+            None,
+        ),
         (
             chain_facts(verified=False, verify_error="path length constraint violated"),
             f"The certificate chain on {HOST} does not verify: path length constraint violated.",
@@ -44,7 +73,11 @@ def test_chains_to_public_root(facts, sentence):
     [
         ((cert(), INTERMEDIATE), True, None),
         ((cert(),), True, None),  # leaf issued straight by a trusted root
-        ((cert(),), False, f"{HOST} sends only its own certificate; its issuer 'Lab Public Issuing CA 1' is not sent."),
+        (
+            (cert(),),
+            False,
+            f"{HOST} sends only its own certificate; its issuer 'Lab Public Issuing CA 1' is not sent.",
+        ),
         (
             (cert(), INTERMEDIATE),
             False,
@@ -54,7 +87,9 @@ def test_chains_to_public_root(facts, sentence):
     ],
 )
 def test_sends_whole_chain(chain, issuer_in_store, sentence):
-    facts = chain_facts(*chain, issuer_in_store=issuer_in_store, verified=issuer_in_store)
+    facts = chain_facts(
+        *chain, issuer_in_store=issuer_in_store, verified=issuer_in_store
+    )
     findings = rules.sends_whole_chain(facts)
     assert [f.sentence for f in findings] == ([sentence] if sentence else [])
     if sentence:
@@ -91,14 +126,26 @@ def test_a_common_name_without_alternative_names_does_not_count():
     "not_after, severity, sentence",
     [
         (NOW + dt.timedelta(days=300), None, None),
-        (NOW + dt.timedelta(days=12, hours=-1), Severity.WARN, f"The certificate on {HOST} expires on 2026-12-16, in 12 days."),
+        (
+            NOW + dt.timedelta(days=12, hours=-1),
+            Severity.WARN,
+            f"The certificate on {HOST} expires on 2026-12-16, in 12 days.",
+        ),
         (NOW + dt.timedelta(days=30, hours=1), None, None),
-        (NOW - dt.timedelta(days=3), Severity.FAIL, f"The certificate on {HOST} expired on 2026-12-01 (3 days ago)."),
+        (
+            NOW - dt.timedelta(days=3),
+            Severity.FAIL,
+            f"The certificate on {HOST} expired on 2026-12-01 (3 days ago).",
+        ),
     ],
 )
 def test_within_validity(not_after, severity, sentence):
-    findings = rules.within_validity(chain_facts(cert(not_after=not_after), INTERMEDIATE))
-    assert [(f.severity, f.sentence) for f in findings] == ([(severity, sentence)] if sentence else [])
+    findings = rules.within_validity(
+        chain_facts(cert(not_after=not_after), INTERMEDIATE)
+    )
+    assert [(f.severity, f.sentence) for f in findings] == (
+        [(severity, sentence)] if sentence else []
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,8 +153,14 @@ def test_within_validity(not_after, severity, sentence):
     [
         (cert(), None),
         (cert(key_type="EC", key_bits=256), None),
-        (cert(key_bits=1024), "the certificate has a RSA 1024-bit key (at least 2048 needed)"),
-        (cert(key_type="EC", key_bits=192), "the certificate has a EC 192-bit key (at least 256 needed)"),
+        (
+            cert(key_bits=1024),
+            "the certificate has a RSA 1024-bit key (at least 2048 needed)",
+        ),
+        (
+            cert(key_type="EC", key_bits=192),
+            "the certificate has a EC 192-bit key (at least 256 needed)",
+        ),
         (cert(signature_hash="sha1"), "the certificate is signed with SHA1"),
     ],
 )
@@ -116,14 +169,33 @@ def test_strong_key_and_signature(leaf, problem):
     if problem is None:
         assert findings == []
     else:
-        assert findings[0].sentence == f"The certificate chain on {HOST} is too weak: {problem}."
+        assert (
+            findings[0].sentence
+            == f"The certificate chain on {HOST} is too weak: {problem}."
+        )
 
 
 def test_a_sha1_self_signed_root_is_not_weak():
-    root = cert(subject="CN=Old Root", issuer="CN=Old Root", self_issued=True, self_signed=True, signature_hash="sha1", is_ca=True)
+    root = cert(
+        subject="CN=Old Root",
+        issuer="CN=Old Root",
+        self_issued=True,
+        self_signed=True,
+        signature_hash="sha1",
+        is_ca=True,
+    )
     assert rules.strong_key_and_signature(chain_facts(cert(), INTERMEDIATE, root)) == []
 
 
-@pytest.mark.parametrize("version, ok", [("TLS 1.3", True), ("TLS 1.2", True), ("TLS 1.1", False), ("TLS 1.0", False), (None, False)])
+@pytest.mark.parametrize(
+    "version, ok",
+    [
+        ("TLS 1.3", True),
+        ("TLS 1.2", True),
+        ("TLS 1.1", False),
+        ("TLS 1.0", False),
+        (None, False),
+    ],
+)
 def test_current_tls(version, ok):
     assert (rules.current_tls(chain_facts(tls_version=version)) == []) is ok

@@ -6,8 +6,12 @@ from ewsready.rules import ews_url as rules
 
 BASE = "https://mail.contoso.example"
 EWS = f"{BASE}/EWS/Exchange.asmx"
-CHALLENGE = HttpAnswer(EWS, "GET", 401, "text/html", auth_schemes=("Negotiate", "NTLM", "Basic"))
-OWA_REDIRECT = HttpAnswer(f"{BASE}/owa", "GET", 302, "text/html", location=f"{BASE}/owa/auth/logon.aspx?url=x")
+CHALLENGE = HttpAnswer(
+    EWS, "GET", 401, "text/html", auth_schemes=("Negotiate", "NTLM", "Basic")
+)
+OWA_REDIRECT = HttpAnswer(
+    f"{BASE}/owa", "GET", 302, "text/html", location=f"{BASE}/owa/auth/logon.aspx?url=x"
+)
 
 
 @pytest.mark.parametrize(
@@ -22,7 +26,10 @@ OWA_REDIRECT = HttpAnswer(f"{BASE}/owa", "GET", 302, "text/html", location=f"{BA
         (f"{BASE}/mapi/emsmdb", "a MAPI over HTTP URL"),
         (f"{BASE}/autodiscover/autodiscover.xml", "an Autodiscover URL"),
         (f"{BASE}/EWS/", "the EWS folder, not the service Exchange.asmx"),
-        (f"{BASE}/EWS/Services.wsdl", "the EWS service description (WSDL), not the service"),
+        (
+            f"{BASE}/EWS/Services.wsdl",
+            "the EWS service description (WSDL), not the service",
+        ),
         (f"{BASE}/", "not the EWS path /EWS/Exchange.asmx"),
         (f"{BASE}/owa2", "not the EWS path /EWS/Exchange.asmx"),
     ],
@@ -35,7 +42,10 @@ def test_kind_of_path(url, kind):
     "url, expected",
     [
         (f"{BASE}/owa", EWS),
-        ("https://mail.contoso.example:8443/owa/", "https://mail.contoso.example:8443/EWS/Exchange.asmx"),
+        (
+            "https://mail.contoso.example:8443/owa/",
+            "https://mail.contoso.example:8443/EWS/Exchange.asmx",
+        ),
         ("http://mail.contoso.example/EWS/Exchange.asmx", EWS),
     ],
 )
@@ -52,13 +62,17 @@ def test_owa_url_is_recognised_and_the_probed_ews_url_proposed():
     assert f"{EWS} answers like EWS" in path.evidence
     assert path.values == {"proposed": EWS, "host": "mail.contoso.example"}
     [answer] = rules.answers_like_ews(facts)
-    assert answer.sentence.startswith(f"{BASE}/owa answers with an Outlook on the web sign-in redirect (HTTP 302")
+    assert answer.sentence.startswith(
+        f"{BASE}/owa answers with an Outlook on the web sign-in redirect (HTTP 302"
+    )
 
 
 def test_plain_http_ews_url_fails():
     facts = UrlFacts("http://mail.contoso.example/EWS/Exchange.asmx", None)
     [finding] = rules.is_ews_path(facts)
-    assert finding.sentence.endswith("uses http; the calendar service sends its password only over https.")
+    assert finding.sentence.endswith(
+        "uses http; the calendar service sends its password only over https."
+    )
     assert finding.fix == "ews_url_not_https"
 
 
@@ -67,10 +81,23 @@ def test_plain_http_ews_url_fails():
     [
         (CHALLENGE, None),
         (HttpAnswer(EWS, "GET", 200, "text/xml; charset=utf-8"), None),
-        (HttpAnswer(EWS, "GET", 200, "text/html", html_title="Outlook", has_password_form=True), "a web page titled 'Outlook' with a password form (HTTP 200, text/html)"),
+        (
+            HttpAnswer(
+                EWS,
+                "GET",
+                200,
+                "text/html",
+                html_title="Outlook",
+                has_password_form=True,
+            ),
+            "a web page titled 'Outlook' with a password form (HTTP 200, text/html)",
+        ),
         (HttpAnswer(EWS, "GET", 404, "text/plain"), "HTTP 404 Not Found"),
         (HttpAnswer(EWS, "GET", 440, None), "an OWA session timeout (HTTP 440)"),
-        (HttpAnswer(EWS, "GET", 302, None, location="https://login.example/"), "a redirect (HTTP 302 to https://login.example/)"),
+        (
+            HttpAnswer(EWS, "GET", 302, None, location="https://login.example/"),
+            "a redirect (HTTP 302 to https://login.example/)",
+        ),
         (HttpAnswer(EWS, "GET", 401, "text/html"), "a web page (HTTP 401, text/html)"),
     ],
 )
@@ -79,12 +106,16 @@ def test_answer_kind(answer, kind):
 
 
 def test_unreachable_url_is_blocked_not_failed():
-    [finding] = rules.answers_like_ews(Blocked("mail.contoso.example does not resolve in public DNS", "reachability"))
+    [finding] = rules.answers_like_ews(
+        Blocked("mail.contoso.example does not resolve in public DNS", "reachability")
+    )
     assert finding.severity == Severity.BLOCKED
     assert finding.blocked_by == "reachability"
 
 
 def test_no_answer_could_not_evaluate():
-    facts = UrlFacts(EWS, HttpAnswer(EWS, "GET", None, error="no answer within the timeout"))
+    facts = UrlFacts(
+        EWS, HttpAnswer(EWS, "GET", None, error="no answer within the timeout")
+    )
     [finding] = rules.answers_like_ews(facts)
     assert finding.severity == Severity.UNKNOWN

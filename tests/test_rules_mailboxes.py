@@ -1,6 +1,11 @@
 import pytest
 
-from ewsready.facts import AddressFacts, AddressResolution, MailboxAccessFacts, MailboxRead
+from ewsready.facts import (
+    AddressFacts,
+    AddressResolution,
+    MailboxAccessFacts,
+    MailboxRead,
+)
 from ewsready.findings import Severity
 from ewsready.rules import mailboxes as rules
 
@@ -24,7 +29,11 @@ def denied(address, code, **kw):
     [
         (access("impersonation", ok("a@c.example"), ok("b@c.example")), []),
         (
-            access("impersonation", ok("a@c.example"), denied("room@c.example", "ErrorImpersonateUserDenied")),
+            access(
+                "impersonation",
+                ok("a@c.example"),
+                denied("room@c.example", "ErrorImpersonateUserDenied"),
+            ),
             [
                 (
                     "impersonation_scope_gap",
@@ -34,7 +43,11 @@ def denied(address, code, **kw):
             ],
         ),
         (
-            access("impersonation", denied("a@c.example", "ErrorImpersonateUserDenied"), denied("b@c.example", "ErrorImpersonateUserDenied")),
+            access(
+                "impersonation",
+                denied("a@c.example", "ErrorImpersonateUserDenied"),
+                denied("b@c.example", "ErrorImpersonateUserDenied"),
+            ),
             [
                 (
                     "impersonation_missing",
@@ -44,7 +57,11 @@ def denied(address, code, **kw):
             ],
         ),
         (
-            access("delegate", ok("a@c.example", can_write=True), denied("b@c.example", "ErrorAccessDenied")),
+            access(
+                "delegate",
+                ok("a@c.example", can_write=True),
+                denied("b@c.example", "ErrorAccessDenied"),
+            ),
             [
                 (
                     "delegate_access_missing",
@@ -62,10 +79,20 @@ def denied(address, code, **kw):
             ],
         ),
         (
-            access("impersonation", denied("a@c.example", "ErrorServerBusy"), denied("b@c.example", "ErrorNonExistentMailbox")),
+            access(
+                "impersonation",
+                denied("a@c.example", "ErrorServerBusy"),
+                denied("b@c.example", "ErrorNonExistentMailbox"),
+            ),
             [
-                ("server_busy", f"The service account {UPN} cannot use 1 calendar of 2 impersonating (ErrorServerBusy): a@c.example."),
-                ("mailbox_not_found", f"The service account {UPN} cannot use 1 calendar of 2 impersonating (ErrorNonExistentMailbox): b@c.example."),
+                (
+                    "server_busy",
+                    f"The service account {UPN} cannot use 1 calendar of 2 impersonating (ErrorServerBusy): a@c.example.",
+                ),
+                (
+                    "mailbox_not_found",
+                    f"The service account {UPN} cannot use 1 calendar of 2 impersonating (ErrorNonExistentMailbox): b@c.example.",
+                ),
             ],
         ),
     ],
@@ -83,7 +110,9 @@ def test_fix_targets_exactly_the_failing_mailboxes_by_primary_address():
     )
     [finding] = rules.every_calendar_readable(facts, UPN)
     assert finding.values["mailboxes"] == ["b@c.example"]
-    assert finding.evidence == ("alias@legacy.c.example (read as b@c.example): ErrorAccessDenied",)
+    assert finding.evidence == (
+        "alias@legacy.c.example (read as b@c.example): ErrorAccessDenied",
+    )
 
 
 def test_no_mailboxes_is_not_a_pass():
@@ -97,12 +126,16 @@ def test_no_mailboxes_is_not_a_pass():
         (AddressResolution("a@c.example", True, "a@c.example", "A"), None),
         (AddressResolution("A@C.example", True, "a@c.example", "A"), None),
         (
-            AddressResolution("user1@legacy.c.example", True, "user1@c.example", "User One"),
+            AddressResolution(
+                "user1@legacy.c.example", True, "user1@c.example", "User One"
+            ),
             "user1@legacy.c.example is a secondary address of User One; invite the user as the primary SMTP address user1@c.example.",
         ),
         (
-            AddressResolution("nobody@c.example", False, code="ErrorNameResolutionNoResults"),
-            "No mailbox has 1 invited address: nobody@c.example.",
+            AddressResolution(
+                "nobody@c.example", False, code="ErrorNameResolutionNoResults"
+            ),
+            "No mailbox has the invited address nobody@c.example.",
         ),
     ],
 )
@@ -113,7 +146,8 @@ def test_invited_addresses_are_primary(resolution, sentence):
 
 def test_many_secondary_addresses_are_summarised():
     resolutions = tuple(
-        AddressResolution(f"u{n}@legacy.c.example", True, f"u{n}@c.example", f"U{n}") for n in range(30)
+        AddressResolution(f"u{n}@legacy.c.example", True, f"u{n}@c.example", f"U{n}")
+        for n in range(30)
     )
     findings = rules.invited_addresses_are_primary(AddressFacts(resolutions))
     assert len(findings) == rules.DETAILED_LIMIT + 1

@@ -21,11 +21,16 @@ TODAY = dt.date(2026, 12, 4)
             ("Negotiate", "NTLM"),
             f"{EWS} does not offer Basic authentication (offered: Negotiate, NTLM); this is not a wrong password.",
         ),
-        ((), f"{EWS} does not offer Basic authentication (offered: none); this is not a wrong password."),
+        (
+            (),
+            f"{EWS} does not offer Basic authentication (offered: none); this is not a wrong password.",
+        ),
     ],
 )
 def test_basic_offered(schemes, sentence):
-    findings = basic_auth.basic_offered(HttpAnswer(EWS, "GET", 401, auth_schemes=schemes))
+    findings = basic_auth.basic_offered(
+        HttpAnswer(EWS, "GET", 401, auth_schemes=schemes)
+    )
     assert [f.sentence for f in findings] == ([sentence] if sentence else [])
 
 
@@ -50,7 +55,9 @@ def test_basic_unknown_when_no_challenge():
             f"{EWS} kept answering ErrorServerBusy to svc@contoso.example beyond the wait budget.",
         ),
         (
-            LogonFacts(EWS, "svc@contoso.example", False, None, "TransportError", "reset"),
+            LogonFacts(
+                EWS, "svc@contoso.example", False, None, "TransportError", "reset"
+            ),
             "logon_failed",
             f"The sign-in of svc@contoso.example at {EWS} did not complete: TransportError.",
         ),
@@ -58,7 +65,9 @@ def test_basic_unknown_when_no_challenge():
 )
 def test_logon(facts, fix, sentence):
     findings = logon.service_account_logs_on(facts)
-    assert [(f.fix, f.sentence) for f in findings] == ([(fix, sentence)] if sentence else [])
+    assert [(f.fix, f.sentence) for f in findings] == (
+        [(fix, sentence)] if sentence else []
+    )
 
 
 def signed_in(build: str) -> LogonFacts:
@@ -68,8 +77,14 @@ def signed_in(build: str) -> LogonFacts:
 @pytest.mark.parametrize(
     "build, sentence",
     [
-        ("14.3.123.4", "Exchange 2010 SP3 (build 14.3.123.4) is below the Exchange 2013 minimum."),
-        ("8.3.83.6", "Exchange 2007 SP3 (build 8.3.83.6) is below the Exchange 2013 minimum."),
+        (
+            "14.3.123.4",
+            "Exchange 2010 SP3 (build 14.3.123.4) is below the Exchange 2013 minimum.",
+        ),
+        (
+            "8.3.83.6",
+            "Exchange 2007 SP3 (build 8.3.83.6) is below the Exchange 2013 minimum.",
+        ),
         ("15.0.1497.48", None),
         ("15.2.2562.46", None),
     ],
@@ -86,17 +101,17 @@ def test_at_least_2013(build, sentence):
         (
             "15.1.2507.39",
             Severity.WARN,
-            "Exchange 2016 CU23 Apr24HU (build 15.1.2507.39) has been out of support since 2025-10-14.",
+            "Exchange 2016 CU23 (build 15.1.2507.39) has been out of support since 2025-10-14.",
         ),
         (
             "15.0.1497.48",
             Severity.WARN,
-            "Exchange 2013 CU23 Mar23SU (build 15.0.1497.48) has been out of support since 2023-04-11.",
+            "Exchange 2013 CU23 (build 15.0.1497.48) has been out of support since 2023-04-11.",
         ),
         (
             "15.2.1748.49",
             Severity.WARN,
-            "Exchange 2019 CU15 Aug26SU (build 15.2.1748.49) has been out of support since 2025-10-14.",
+            "Exchange 2019 CU15 (build 15.2.1748.49) has been out of support since 2025-10-14.",
         ),
         (
             "15.2.2562.17",
@@ -104,17 +119,28 @@ def test_at_least_2013(build, sentence):
             "Exchange SE RTM (build 15.2.2562.17) is behind Exchange SE RTM Aug26SU (15.2.2562.46, released "
             "2026-08-11); Subscription Edition is supported only on current updates.",
         ),
-        ("15.2.2562.45", None, None),  # Jul26SU: the newer update is under 60 days old... or not
+        (
+            "15.2.2562.45",
+            None,
+            None,
+        ),  # Jul26SU: the newer update is under 60 days old... or not
         ("15.2.9999.1", None, None),  # newer than the table
     ],
 )
 def test_build_supported(build, severity, sentence):
-    findings = version.build_supported(signed_in(build), today=dt.date(2026, 9, 1) if build.endswith("2562.45") else TODAY)
-    assert [(f.severity, f.sentence) for f in findings] == ([(severity, sentence)] if sentence else [])
+    findings = version.build_supported(
+        signed_in(build),
+        today=dt.date(2026, 9, 1) if build.endswith("2562.45") else TODAY,
+    )
+    assert [(f.severity, f.sentence) for f in findings] == (
+        [(severity, sentence)] if sentence else []
+    )
 
 
 def test_version_blocked_by_logon():
-    [finding] = version.at_least_2013(Blocked("svc could not sign in (Unauthorized)", "logon"))
+    [finding] = version.at_least_2013(
+        Blocked("svc could not sign in (Unauthorized)", "logon")
+    )
     assert finding.severity == Severity.BLOCKED
     assert finding.sentence == "Blocked by logon: svc could not sign in (Unauthorized)"
 

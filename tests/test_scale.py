@@ -37,7 +37,9 @@ def test_calendar_reads_do_not_multiply_per_mailbox(many):
     facts = collector.mailboxes()
 
     assert len(facts.reads) == invited
-    assert all(read.ok for read in facts.reads), [r for r in facts.reads if not r.ok][:3]
+    assert all(read.ok for read in facts.reads), [r for r in facts.reads if not r.ok][
+        :3
+    ]
     operations = Counter(entry.operation for entry in lab.log if entry.operation)
     assert operations["ResolveNames"] == invited
     assert operations["ConvertId"] == 1  # the sign-in; the version is pinned after it

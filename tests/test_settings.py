@@ -18,7 +18,9 @@ FILE = {"ews.url": URL, "service_account.username": "svc@contoso.example"}
 
 
 def build(values=None, env=None, cli=None, base=Path(".")):
-    return build_settings({**FILE, **(values or {})}, ENV if env is None else env, cli or {}, base)
+    return build_settings(
+        {**FILE, **(values or {})}, ENV if env is None else env, cli or {}, base
+    )
 
 
 def test_defaults():
@@ -34,7 +36,10 @@ def test_command_line_beats_environment_beats_file():
     settings = build(
         {"ews.access": "delegate", "mailboxes.invited": ["file@c.example"]},
         env={**ENV, "EWSREADY_URL": "https://env.example/EWS/Exchange.asmx"},
-        cli={"ews.url": "https://cli.example/EWS/Exchange.asmx", "mailboxes": ("cli@c.example",)},
+        cli={
+            "ews.url": "https://cli.example/EWS/Exchange.asmx",
+            "mailboxes": ("cli@c.example",),
+        },
     )
     assert settings.ews_url == "https://cli.example/EWS/Exchange.asmx"
     assert settings.mailboxes == ("cli@c.example",)
@@ -44,16 +49,48 @@ def test_command_line_beats_environment_beats_file():
 @pytest.mark.parametrize(
     "values, env, message",
     [
-        ({"ews.url": "mail.contoso.example/EWS"}, None, "ews.url = 'mail.contoso.example/EWS' is not an absolute URL"),
-        ({"ews.url": "https://mail.contoso.example:99999/EWS/Exchange.asmx"}, None, "has an invalid port"),
-        ({"ews.access": "owner"}, None, "ews.access = 'owner' is not 'impersonation' or 'delegate'"),
+        (
+            {"ews.url": "mail.contoso.example/EWS"},
+            None,
+            "ews.url = 'mail.contoso.example/EWS' is not an absolute URL",
+        ),
+        (
+            {"ews.url": "https://mail.contoso.example:99999/EWS/Exchange.asmx"},
+            None,
+            "has an invalid port",
+        ),
+        (
+            {"ews.access": "owner"},
+            None,
+            "ews.access = 'owner' is not 'impersonation' or 'delegate'",
+        ),
         ({}, {}, "no password: set EWSREADY_PASSWORD"),
-        ({"mailboxes.invited": ["not-an-address"]}, None, "mailboxes.invited[0]: 'not-an-address' is not an e-mail address"),
+        (
+            {"mailboxes.invited": ["not-an-address"]},
+            None,
+            "mailboxes.invited[0]: 'not-an-address' is not an e-mail address",
+        ),
         ({"network.workers": 0}, None, "network.workers = 0 must be from 1 to 64"),
-        ({"network.connect_timeout": -1}, None, "network.connect_timeout = -1 must be above 0"),
-        ({"network.resolvers": ["dns.google"]}, None, "network.resolvers: 'dns.google' is not an IP address"),
-        ({"service_account.password_file": "/nonexistent/pw"}, {}, "service_account.password_file /nonexistent/pw: cannot be read"),
-        ({"network.ca_bundle": "/nonexistent/ca.pem"}, None, "network.ca_bundle /nonexistent/ca.pem: cannot be read"),
+        (
+            {"network.connect_timeout": -1},
+            None,
+            "network.connect_timeout = -1 must be above 0",
+        ),
+        (
+            {"network.resolvers": ["dns.google"]},
+            None,
+            "network.resolvers: 'dns.google' is not an IP address",
+        ),
+        (
+            {"service_account.password_file": "/nonexistent/pw"},
+            {},
+            "service_account.password_file /nonexistent/pw: cannot be read",
+        ),
+        (
+            {"network.ca_bundle": "/nonexistent/ca.pem"},
+            None,
+            "network.ca_bundle /nonexistent/ca.pem: cannot be read",
+        ),
     ],
 )
 def test_mistakes_name_the_setting(values, env, message):
@@ -75,10 +112,16 @@ def test_missing_url_and_username():
     [
         ("[ews]\nurll = 'x'\n", "unknown setting [ews] urll; known: url, access"),
         ("[tenant]\nurl = 'x'\n", "unknown table [tenant]"),
-        ("[network]\nworkers = 'eight'\n", "network.workers = 'eight' is not concurrent EWS requests, 1 to 64"),
-        ("[network]\nconnect_timeout = true\n", "network.connect_timeout = True is not seconds"),
+        (
+            "[network]\nworkers = 'eight'\n",
+            "network.workers = 'eight'; expected concurrent EWS requests, 1 to 64",
+        ),
+        (
+            "[network]\nconnect_timeout = true\n",
+            "network.connect_timeout = True; expected seconds",
+        ),
         ("[ews\nurl = 1", "not valid TOML"),
-        ("organisation = 3\n", "organisation = 3 is not the organisation's name"),
+        ("organisation = 3\n", "organisation = 3; expected the organisation's name"),
     ],
 )
 def test_tenant_file_mistakes(tmp_path, text, message):
@@ -90,15 +133,19 @@ def test_tenant_file_mistakes(tmp_path, text, message):
 
 
 def test_missing_tenant_file(tmp_path):
-    with pytest.raises(SettingsError, match="no such file"):
+    with pytest.raises(SettingsError, match="no such tenant file"):
         read_tenant_file(tmp_path / "nope.toml")
 
 
 def test_password_file_and_csv_relative_to_the_tenant_file(tmp_path):
     (tmp_path / "pw").write_text("from-file\n")
-    (tmp_path / "invited.csv").write_text("name,address\nAna,ana@c.example\nBen,ben@c.example\n")
+    (tmp_path / "invited.csv").write_text(
+        "name,address\nAna,ana@c.example\nBen,ben@c.example\n"
+    )
     settings = build(
-        {"service_account.password_file": "pw", "mailboxes.csv": "invited.csv"}, env={}, base=tmp_path
+        {"service_account.password_file": "pw", "mailboxes.csv": "invited.csv"},
+        env={},
+        base=tmp_path,
     )
     assert settings.password.reveal() == "from-file"
     assert settings.mailboxes == ("ana@c.example", "ben@c.example")
@@ -121,7 +168,9 @@ def test_mailbox_csv(tmp_path, text, addresses):
 def test_bad_csv_line_is_named(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("address\nana@c.example\nnot an address\n")
-    with pytest.raises(SettingsError, match="line 3: 'not an address' is not an e-mail address"):
+    with pytest.raises(
+        SettingsError, match="line 3: 'not an address' is not an e-mail address"
+    ):
         read_mailbox_csv(path)
 
 
@@ -140,7 +189,11 @@ def test_aws_secret_reader_is_used(tmp_path):
         return Secret("from-aws")
 
     settings = build_settings(
-        {**FILE, "service_account.aws_secret_id": "prod/ews", "service_account.aws_region": "eu-west-1"},
+        {
+            **FILE,
+            "service_account.aws_secret_id": "prod/ews",
+            "service_account.aws_region": "eu-west-1",
+        },
         {},
         {},
         tmp_path,
@@ -152,7 +205,12 @@ def test_aws_secret_reader_is_used(tmp_path):
 
 @pytest.mark.parametrize(
     "text, resolver",
-    [("1.1.1.1", Resolver("1.1.1.1", 53)), ("127.0.0.1:5353", Resolver("127.0.0.1", 5353)), ("2606:4700::1111", Resolver("2606:4700::1111", 53)), ("[::1]:53", Resolver("::1", 53))],
+    [
+        ("1.1.1.1", Resolver("1.1.1.1", 53)),
+        ("127.0.0.1:5353", Resolver("127.0.0.1", 5353)),
+        ("2606:4700::1111", Resolver("2606:4700::1111", 53)),
+        ("[::1]:53", Resolver("::1", 53)),
+    ],
 )
 def test_parse_resolver(text, resolver):
     assert parse_resolver(text) == resolver

@@ -7,26 +7,14 @@ import base64
 import pytest
 
 from lab.scenario import load_scenario, scenario_names
-from tests.audits import AuditRun, run_audit
+from tests.audits import run_audit
+
 OUTCOME_OF = {
     "failure": "failed",
     "could not evaluate": "failed",
     "warning": "warned",
     "blocked": "blocked",
 }
-
-
-@pytest.fixture(scope="session")
-def scenario_run(tmp_path_factory):
-    """The audit of a lab scenario, run once per session and shared by the tests."""
-    runs: dict[str, AuditRun] = {}
-
-    def get(name: str) -> AuditRun:
-        if name not in runs:
-            runs[name] = run_audit(tmp_path_factory.mktemp(name), "--lab", "--lab-scenario", name)
-        return runs[name]
-
-    return get
 
 
 def marker_outcomes(document: dict) -> dict[str, str]:
@@ -90,7 +78,10 @@ def test_contoso_report_folder(tmp_path):
     assert "NOT READY" in page
     assert "user1@legacy.contoso.example is a secondary address of User One" in page
     commands = [
-        f["commands"] for c in document["checks"] for f in c["findings"] if f["commands"]
+        f["commands"]
+        for c in document["checks"]
+        for f in c["findings"]
+        if f["commands"]
     ]
     assert any("Set-Mailbox -Identity 'user1@contoso.example'" in c for c in commands)
     script = (run_dir / "remediation.ps1").read_text(encoding="utf-8")

@@ -141,24 +141,32 @@ def _short(exc: BaseException) -> str:
 # --- logon --------------------------------------------------------------------------
 
 
-def probe_logon(target: EwsTarget, counter: RequestCounter) -> tuple[LogonFacts, Version | None]:
+def probe_logon(
+    target: EwsTarget, counter: RequestCounter
+) -> tuple[LogonFacts, Version | None]:
     """One signed-in request (the version guess); the server's build comes back with it."""
     config = _configuration(target, version=None)
     config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
     started = time.monotonic()
     try:
         protocol = _protocol(config)
-        version = with_back_off(lambda: protocol.version, target.busy_budget, counter, "logon")
+        version = with_back_off(
+            lambda: protocol.version, target.busy_budget, counter, "logon"
+        )
     except ews_errors.UnauthorizedError as exc:
         log.debug("logon %s as %s: 401 (%s)", target.url, target.username, _short(exc))
         return (
-            LogonFacts(target.url, target.username, False, 401, "Unauthorized", _short(exc)),
+            LogonFacts(
+                target.url, target.username, False, 401, "Unauthorized", _short(exc)
+            ),
             None,
         )
     except Exception as exc:  # noqa: BLE001 - every failure is a fact the check reports
         log.debug("logon %s failed: %r", target.url, exc, exc_info=True)
         return (
-            LogonFacts(target.url, target.username, False, None, _code(exc), _short(exc)),
+            LogonFacts(
+                target.url, target.username, False, None, _code(exc), _short(exc)
+            ),
             None,
         )
     build = version.build
@@ -185,13 +193,23 @@ def probe_logon(target: EwsTarget, counter: RequestCounter) -> tuple[LogonFacts,
 def pinned_version(version: Version) -> Version:
     """The version to pin: exchangelib talks the 2016 schema to 15.1 and 15.2 alike."""
     build = version.build
-    return Version(build=Build(build.major_version, build.minor_version, build.major_build, build.minor_build), api_version=version.api_version)
+    return Version(
+        build=Build(
+            build.major_version,
+            build.minor_version,
+            build.major_build,
+            build.minor_build,
+        ),
+        api_version=version.api_version,
+    )
 
 
 # --- addresses ----------------------------------------------------------------------
 
 
-def _resolve_one(protocol: Protocol, address: str, target: EwsTarget, counter: RequestCounter) -> AddressResolution:
+def _resolve_one(
+    protocol: Protocol, address: str, target: EwsTarget, counter: RequestCounter
+) -> AddressResolution:
     try:
         results = with_back_off(
             lambda: protocol.resolve_names([f"smtp:{address}"]),
@@ -206,10 +224,16 @@ def _resolve_one(protocol: Protocol, address: str, target: EwsTarget, counter: R
     errors = [r for r in results if isinstance(r, Exception)]
     if not mailboxes:
         code = _code(errors[0]) if errors else "ErrorNameResolutionNoResults"
-        return AddressResolution(address, False, code=code, message=_short(errors[0]) if errors else "")
-    exact = [m for m in mailboxes if (m.email_address or "").casefold() == address.casefold()]
+        return AddressResolution(
+            address, False, code=code, message=_short(errors[0]) if errors else ""
+        )
+    exact = [
+        m for m in mailboxes if (m.email_address or "").casefold() == address.casefold()
+    ]
     chosen = exact[0] if exact else mailboxes[0]
-    return AddressResolution(address, True, primary=chosen.email_address, display_name=chosen.name)
+    return AddressResolution(
+        address, True, primary=chosen.email_address, display_name=chosen.name
+    )
 
 
 def probe_addresses(
@@ -223,7 +247,10 @@ def probe_addresses(
     config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
     protocol = _protocol(config)
     results = _pooled(
-        lambda a: _resolve_one(protocol, a, target, counter), addresses, target.workers, progress
+        lambda a: _resolve_one(protocol, a, target, counter),
+        addresses,
+        target.workers,
+        progress,
     )
     return AddressFacts(tuple(results))
 
@@ -239,7 +266,9 @@ def _pooled(
 ) -> list[T]:
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="ews") as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(workers, len(items)), thread_name_prefix="ews"
+    ) as pool:
         results = []
         for result in pool.map(work, items):
             results.append(result)
@@ -252,7 +281,9 @@ def _calendar_of(account: Account, address: str) -> Calendar:
     root = Root(account=account)
     return Calendar(
         root=root,
-        _distinguished_id=DistinguishedFolderId(id="calendar", mailbox=Mailbox(email_address=address)),
+        _distinguished_id=DistinguishedFolderId(
+            id="calendar", mailbox=Mailbox(email_address=address)
+        ),
     )
 
 
@@ -274,14 +305,33 @@ def _read_impersonated(
     )
     calendar = _calendar_of(account, primary)
     start, end = window
-    query = FolderCollection(account=account, folders=[calendar]).view(start, end).only("subject")
+    query = (
+        FolderCollection(account=account, folders=[calendar])
+        .view(start, end)
+        .only("subject")
+    )
     try:
-        with_back_off(lambda: list(query[:1]), target.busy_budget, counter, f"read {primary}")
+        with_back_off(
+            lambda: list(query[:1]), target.busy_budget, counter, f"read {primary}"
+        )
     except Exception as exc:  # noqa: BLE001
         log.debug("impersonated read %s: %r", primary, exc)
-        return MailboxRead(invited, False, _code(exc), _short(exc), read_as=_alias(invited, primary), seconds=time.monotonic() - started)
+        return MailboxRead(
+            invited,
+            False,
+            _code(exc),
+            _short(exc),
+            read_as=_alias(invited, primary),
+            seconds=time.monotonic() - started,
+        )
     log.debug("impersonated read %s ok in %.3f s", primary, time.monotonic() - started)
-    return MailboxRead(invited, True, "NoError", read_as=_alias(invited, primary), seconds=time.monotonic() - started)
+    return MailboxRead(
+        invited,
+        True,
+        "NoError",
+        read_as=_alias(invited, primary),
+        seconds=time.monotonic() - started,
+    )
 
 
 def _alias(invited: str, primary: str) -> str | None:
@@ -318,20 +368,40 @@ def _read_delegate_batch(
             counter,
             f"read {len(pairs)} calendars",
         )
-    except Exception as exc:  # noqa: BLE001 - a batch-wide fault applies to each mailbox
+    except (
+        Exception
+    ) as exc:  # noqa: BLE001 - a batch-wide fault applies to each mailbox
         log.debug("delegate batch of %d failed: %r", len(pairs), exc)
         return [
-            MailboxRead(invited, False, _code(exc), _short(exc), read_as=_alias(invited, primary))
+            MailboxRead(
+                invited,
+                False,
+                _code(exc),
+                _short(exc),
+                read_as=_alias(invited, primary),
+            )
             for invited, primary in pairs
         ]
     reads = []
     for (invited, primary), result in zip(pairs, results, strict=False):
         if isinstance(result, Exception):
-            reads.append(MailboxRead(invited, False, _code(result), _short(result), read_as=_alias(invited, primary)))
+            reads.append(
+                MailboxRead(
+                    invited,
+                    False,
+                    _code(result),
+                    _short(result),
+                    read_as=_alias(invited, primary),
+                )
+            )
             continue
         rights: EffectiveRights | None = getattr(result, "effective_rights", None)
         can_read = bool(rights.read) if rights is not None else True
-        can_write = bool(rights.create_contents and rights.modify) if rights is not None else None
+        can_write = (
+            bool(rights.create_contents and rights.modify)
+            if rights is not None
+            else None
+        )
         reads.append(
             MailboxRead(
                 invited,
@@ -343,8 +413,16 @@ def _read_delegate_batch(
             )
         )
     if len(results) < len(pairs):
-        for invited, primary in pairs[len(results):]:
-            reads.append(MailboxRead(invited, False, "NoResponse", "the server returned no answer for this calendar", read_as=_alias(invited, primary)))
+        for invited, primary in pairs[len(results) :]:
+            reads.append(
+                MailboxRead(
+                    invited,
+                    False,
+                    "NoResponse",
+                    "the server returned no answer for this calendar",
+                    read_as=_alias(invited, primary),
+                )
+            )
     return reads
 
 
@@ -360,18 +438,22 @@ def probe_mailboxes(
     """Read each (invited, primary) mailbox's calendar as the calendar service would."""
     config = _configuration(target, pinned_version(version))
     config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
     window = (start, start + dt.timedelta(days=1))
     if access == "impersonation":
         by_primary = dict((primary, invited) for invited, primary in pairs)
         reads = _pooled(
-            lambda primary: _read_impersonated(config, by_primary[primary], primary, target, counter, window),
+            lambda primary: _read_impersonated(
+                config, by_primary[primary], primary, target, counter, window
+            ),
             list(by_primary),
             target.workers,
             progress,
         )
-        return MailboxAccessFacts(access, tuple(reads), counter.count, counter.busy_waits)
+        return MailboxAccessFacts(
+            access, tuple(reads), counter.count, counter.busy_waits
+        )
 
     batches = [list(pairs[i : i + BATCH]) for i in range(0, len(pairs), BATCH)]
     reads = []
@@ -390,9 +472,17 @@ def _pooled_batches(
     batches = list(batches)
     if not batches:
         return []
-    with ThreadPoolExecutor(max_workers=min(target.workers, len(batches)), thread_name_prefix="ews") as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(target.workers, len(batches)), thread_name_prefix="ews"
+    ) as pool:
         out = []
-        for batch, reads in zip(batches, pool.map(lambda b: _read_delegate_batch(config, b, target, counter), batches), strict=True):
+        for batch, reads in zip(
+            batches,
+            pool.map(
+                lambda b: _read_delegate_batch(config, b, target, counter), batches
+            ),
+            strict=True,
+        ):
             out.append(reads)
             if progress:
                 progress(len(batch))

@@ -48,7 +48,9 @@ def schemes(header_values: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def probe(url: str, timeout: float, session: requests.Session | None = None) -> HttpAnswer:
+def probe(
+    url: str, timeout: float, session: requests.Session | None = None
+) -> HttpAnswer:
     """GET url without credentials and without following redirects."""
     import urllib3
 
@@ -56,20 +58,34 @@ def probe(url: str, timeout: float, session: requests.Session | None = None) -> 
     started = time.monotonic()
     try:
         with urllib3.warnings.catch_warnings():
-            urllib3.warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-            response = session.get(url, allow_redirects=False, timeout=timeout, stream=True)
+            urllib3.warnings.simplefilter(
+                "ignore", urllib3.exceptions.InsecureRequestWarning
+            )
+            response = session.get(
+                url, allow_redirects=False, timeout=timeout, stream=True
+            )
             body = response.raw.read(MAX_BODY, decode_content=True) or b""
             response.close()
     except requests.RequestException as exc:
-        log.debug("GET %s failed after %.3f s: %s", url, time.monotonic() - started, exc)
+        log.debug(
+            "GET %s failed after %.3f s: %s", url, time.monotonic() - started, exc
+        )
         return HttpAnswer(url, "GET", None, error=_reason(exc))
 
     headers = response.raw.headers
-    offered = schemes(headers.getlist("WWW-Authenticate")) if hasattr(headers, "getlist") else ()
+    offered = (
+        schemes(headers.getlist("WWW-Authenticate"))
+        if hasattr(headers, "getlist")
+        else ()
+    )
     title = TITLE.search(body)
     content_type = response.headers.get("Content-Type")
     log.debug(
-        "GET %s -> %s %s in %.3f s", url, response.status_code, content_type, time.monotonic() - started
+        "GET %s -> %s %s in %.3f s",
+        url,
+        response.status_code,
+        content_type,
+        time.monotonic() - started,
     )
     return HttpAnswer(
         url=url,
@@ -78,7 +94,9 @@ def probe(url: str, timeout: float, session: requests.Session | None = None) -> 
         content_type=content_type,
         location=response.headers.get("Location"),
         auth_schemes=offered,
-        html_title=title.group(1).decode("utf-8", "replace").strip()[:200] if title else None,
+        html_title=(
+            title.group(1).decode("utf-8", "replace").strip()[:200] if title else None
+        ),
         has_password_form=bool(PASSWORD_INPUT.search(body)),
     )
 

@@ -34,7 +34,12 @@ DOCUMENTATION = tuple(
     ipaddress.ip_network(n)
     for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 )
-TLS_NAMES = {"TLSv1": "TLS 1.0", "TLSv1.1": "TLS 1.1", "TLSv1.2": "TLS 1.2", "TLSv1.3": "TLS 1.3"}
+TLS_NAMES = {
+    "TLSv1": "TLS 1.0",
+    "TLSv1.1": "TLS 1.1",
+    "TLSv1.2": "TLS 1.2",
+    "TLSv1.3": "TLS 1.3",
+}
 
 
 # --- DNS ----------------------------------------------------------------------------
@@ -45,34 +50,50 @@ def resolve(host: str, resolvers: Sequence[Resolver], timeout: float) -> DnsAnsw
     names = tuple(f"{r.address}:{r.port}" for r in resolvers)
     try:
         ipaddress.ip_address(host)
-        return DnsAnswer(host, names, (host,), error=None)
+        return DnsAnswer(host, names, (host,), literal=True)
     except ValueError:
         pass
 
     resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [dns.nameserver.Do53Nameserver(r.address, r.port) for r in resolvers]
+    resolver.nameservers = [
+        dns.nameserver.Do53Nameserver(r.address, r.port) for r in resolvers
+    ]
     resolver.timeout = timeout
-    resolver.lifetime = timeout * 2
+    resolver.lifetime = timeout
 
     addresses: list[str] = []
     cnames: list[str] = []
-    errors: list[str] = []
     for rdtype in ("A", "AAAA"):
         started = time.monotonic()
         try:
             answer = resolver.resolve(host, rdtype, search=False)
         except dns.resolver.NXDOMAIN:
             log.debug("dns %s %s: NXDOMAIN via %s", host, rdtype, names)
-            return DnsAnswer(host, names, (), error=f"NXDOMAIN: {host} does not exist in public DNS")
+            return DnsAnswer(
+                host, names, (), error="the name does not exist (NXDOMAIN)"
+            )
         except dns.resolver.NoAnswer:
             log.debug("dns %s %s: no answer", host, rdtype)
             continue
-        except dns.resolver.NoNameservers as exc:
-            errors.append(f"every resolver failed ({exc})")
-            continue
+        except dns.resolver.NoNameservers:
+            log.debug("dns %s %s: every resolver failed", host, rdtype)
+            return DnsAnswer(
+                host,
+                names,
+                (),
+                error=f"every resolver ({', '.join(names)}) failed to answer",
+                resolver_failed=True,
+            )
         except dns.exception.Timeout:
-            errors.append(f"no answer within {timeout * 2:g} s from {', '.join(names)}")
-            continue
+            log.debug("dns %s %s: timed out", host, rdtype)
+            # One silent resolver set is enough: asking again for AAAA would double the wait.
+            return DnsAnswer(
+                host,
+                names,
+                (),
+                error=f"no answer from {', '.join(names)} within {timeout:g} s",
+                resolver_failed=True,
+            )
         log.debug(
             "dns %s %s via %s: %s in %.3f s",
             host,
@@ -87,10 +108,10 @@ def resolve(host: str, resolvers: Sequence[Resolver], timeout: float) -> DnsAnsw
                 cnames.extend(r.target.to_text().rstrip(".") for r in rrset)
 
     if addresses:
-        return DnsAnswer(host, names, tuple(dict.fromkeys(addresses)), tuple(dict.fromkeys(cnames)))
-    if errors:
-        return DnsAnswer(host, names, (), error="; ".join(dict.fromkeys(errors)))
-    return DnsAnswer(host, names, (), tuple(cnames), error=f"{host} has no A or AAAA record")
+        return DnsAnswer(
+            host, names, tuple(dict.fromkeys(addresses)), tuple(dict.fromkeys(cnames))
+        )
+    return DnsAnswer(host, names, (), tuple(cnames), error="it has no A or AAAA record")
 
 
 def address_kind(address: str, loopback_is_public: bool = False) -> str:
@@ -131,7 +152,9 @@ def _unverified_chain(tls: ssl.SSLSocket) -> list[bytes]:
         return [bytes(c) for c in public()]
     import _ssl
 
-    return [c.public_bytes(_ssl.ENCODING_DER) for c in tls._sslobj.get_unverified_chain()]
+    return [
+        c.public_bytes(_ssl.ENCODING_DER) for c in tls._sslobj.get_unverified_chain()
+    ]
 
 
 def connect(
@@ -145,10 +168,18 @@ def connect(
     try:
         raw = socket.create_connection((address, port), timeout=timeout)
     except OSError as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        reason = (
+            "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        )
         log.debug("tcp %s [%s]:%s failed: %s", host, address, port, reason)
         return (
-            ConnectAttempt(address, port, False, error=f"TCP: {reason}", seconds=time.monotonic() - started),
+            ConnectAttempt(
+                address,
+                port,
+                False,
+                error=f"TCP: {reason}",
+                seconds=time.monotonic() - started,
+            ),
             [],
             None,
         )
@@ -161,13 +192,24 @@ def connect(
         raw.close()
         log.debug("tls %s [%s]:%s failed: %s", host, address, port, exc)
         return (
-            ConnectAttempt(address, port, True, False, error=f"TLS: {exc}", seconds=time.monotonic() - started),
+            ConnectAttempt(
+                address,
+                port,
+                True,
+                False,
+                error=f"TLS: {exc}",
+                seconds=time.monotonic() - started,
+            ),
             [],
             None,
         )
     seconds = time.monotonic() - started
     log.debug("tls %s [%s]:%s %s in %.3f s", host, address, port, version, seconds)
-    return ConnectAttempt(address, port, True, True, version, seconds=seconds), chain, cipher
+    return (
+        ConnectAttempt(address, port, True, True, version, seconds=seconds),
+        chain,
+        cipher,
+    )
 
 
 def probe_reachability(
@@ -186,12 +228,19 @@ def probe_reachability(
         kind = address_kind(address, loopback_is_public=lab)
         if kind != "global":
             attempts.append(
-                ConnectAttempt(address, port, None, skipped=f"{kind} address: the internet cannot reach it")
+                ConnectAttempt(
+                    address,
+                    port,
+                    None,
+                    skipped=f"{kind} address: the internet cannot reach it",
+                )
             )
             continue
         if lab and not ipaddress.ip_address(address).is_loopback:
             attempts.append(
-                ConnectAttempt(address, port, None, skipped="lab mode connects to loopback only")
+                ConnectAttempt(
+                    address, port, None, skipped="lab mode connects to loopback only"
+                )
             )
             continue
         attempt, sent, used_cipher = connect(host, address, port, timeout)
@@ -301,13 +350,16 @@ def certificate_facts(
     store_name: str,
     now: dt.datetime | None = None,
 ) -> CertificateFacts:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     infos = tuple(describe(d) for d in chain)
     certs = [x509.load_der_x509_certificate(d) for d in chain]
     last = certs[-1]
     issuer_in_store = any(
         root.subject == last.issuer and _signed_by(last, root) for root in roots
-    ) or any(root.fingerprint(hashes.SHA256()) == last.fingerprint(hashes.SHA256()) for root in roots)
+    ) or any(
+        root.fingerprint(hashes.SHA256()) == last.fingerprint(hashes.SHA256())
+        for root in roots
+    )
     error = verify_chain(host, chain, roots, now)
     log.debug("certificate %s: %d sent, verify: %s", host, len(chain), error or "ok")
     return CertificateFacts(

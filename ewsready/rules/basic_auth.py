@@ -13,7 +13,12 @@ def basic_offered(answer: HttpAnswer | Blocked) -> Result:
     if isinstance(answer, Blocked):
         return from_blocked(answer)
     if answer.error:
-        return [Finding(Severity.UNKNOWN, f"{answer.url} could not be asked which sign-in methods it offers: {answer.error}.")]
+        return [
+            Finding(
+                Severity.UNKNOWN,
+                f"{answer.url} could not be asked which sign-in methods it offers: {answer.error}.",
+            )
+        ]
     offered = answer.auth_schemes
     if answer.status != 401:
         return [

@@ -52,17 +52,25 @@ def _incomplete(facts: CertificateFacts) -> bool:
 
 def _expired(facts: CertificateFacts) -> bool:
     leaf = facts.leaf
-    return leaf is not None and not leaf.not_before <= facts.checked_at <= leaf.not_after
+    return (
+        leaf is not None and not leaf.not_before <= facts.checked_at <= leaf.not_after
+    )
 
 
 def weaknesses(facts: CertificateFacts) -> list[str]:
     """Each key or signature in the sent chain that current clients refuse."""
     problems = []
     for position, cert in enumerate(facts.chain):
-        who = "the certificate" if position == 0 else f"the issuing certificate {_cn(cert.subject)!r}"
+        who = (
+            "the certificate"
+            if position == 0
+            else f"the issuing certificate {_cn(cert.subject)!r}"
+        )
         minimum = MIN_KEY_BITS.get(cert.key_type)
         if minimum and cert.key_bits < minimum:
-            problems.append(f"{who} has a {cert.key_type} {cert.key_bits}-bit key (at least {minimum} needed)")
+            problems.append(
+                f"{who} has a {cert.key_type} {cert.key_bits}-bit key (at least {minimum} needed)"
+            )
         if not cert.self_signed and (cert.signature_hash or "") in WEAK_HASHES:
             problems.append(f"{who} is signed with {cert.signature_hash.upper()}")
     return problems
@@ -70,7 +78,9 @@ def weaknesses(facts: CertificateFacts) -> list[str]:
 
 def _wrong_name(facts: CertificateFacts) -> bool:
     leaf = facts.leaf
-    return leaf is not None and not any(names_match(n, facts.host) for n in _leaf_names(leaf))
+    return leaf is not None and not any(
+        names_match(n, facts.host) for n in _leaf_names(leaf)
+    )
 
 
 def chains_to_public_root(facts: Facts) -> Result:
@@ -85,7 +95,12 @@ def chains_to_public_root(facts: Facts) -> Result:
             Finding(
                 Severity.FAIL,
                 f"The certificate on {facts.host} is self-signed ({_cn(leaf.subject)}); no public root vouches for it.",
-                evidence=(f"subject {leaf.subject}", f"issuer {leaf.issuer}", f"names {listing(leaf.dns_names) or 'none'}", f"trust store: {facts.trust_store}"),
+                evidence=(
+                    f"subject {leaf.subject}",
+                    f"issuer {leaf.issuer}",
+                    f"names {listing(leaf.dns_names) or 'none'}",
+                    f"trust store: {facts.trust_store}",
+                ),
                 fix="certificate_self_signed",
                 values=values,
                 subjects=(facts.host,),
@@ -97,7 +112,10 @@ def chains_to_public_root(facts: Facts) -> Result:
             Finding(
                 Severity.FAIL,
                 f"The certificate on {facts.host} chains to {_cn(root.subject)!r}, which is not a public root.",
-                evidence=tuple(f"sent: {c.subject} (issued by {c.issuer})" for c in facts.chain) + (f"trust store: {facts.trust_store}",),
+                evidence=tuple(
+                    f"sent: {c.subject} (issued by {c.issuer})" for c in facts.chain
+                )
+                + (f"trust store: {facts.trust_store}",),
                 fix="certificate_untrusted_root",
                 values={**values, "root": _cn(root.subject)},
                 subjects=(facts.host,),
@@ -111,7 +129,9 @@ def chains_to_public_root(facts: Facts) -> Result:
             )
         )
     if _expired(facts) or _wrong_name(facts) or weaknesses(facts):
-        return []  # reaches a public root; the other certificate checks say what is wrong
+        return (
+            []
+        )  # reaches a public root; the other certificate checks say what is wrong
     return [
         Finding(
             Severity.FAIL,
@@ -139,8 +159,12 @@ def sends_whole_chain(facts: Facts) -> Result:
         Finding(
             Severity.FAIL,
             sentence,
-            evidence=tuple(f"sent: {c.subject} (issued by {c.issuer})" for c in facts.chain)
-            + (f"{issuer!r} is not a root in the trust store ({facts.trust_store}); if it is your own CA, the certificate must be replaced by a public one",),
+            evidence=tuple(
+                f"sent: {c.subject} (issued by {c.issuer})" for c in facts.chain
+            )
+            + (
+                f"{issuer!r} is not a root in the trust store ({facts.trust_store}); if it is your own CA, the certificate must be replaced by a public one",
+            ),
             fix="certificate_incomplete_chain",
             values={"issuer": issuer},
             subjects=(facts.host,),
@@ -158,11 +182,16 @@ def names_the_host(facts: Facts) -> Result:
     return [
         Finding(
             Severity.FAIL,
-            f"The certificate on {facts.host} is for {listing(leaf.dns_names)}, not {facts.host}."
-            if leaf.dns_names
-            else f"The certificate on {facts.host} has no subject alternative names "
-            f"(only {leaf.subject}); clients match names there only.",
-            evidence=(f"subject {leaf.subject}", f"subject alternative names: {listing(leaf.dns_names) or 'none'}"),
+            (
+                f"The certificate on {facts.host} is for {listing(leaf.dns_names)}, not {facts.host}."
+                if leaf.dns_names
+                else f"The certificate on {facts.host} has no subject alternative names "
+                f"(only {leaf.subject}); clients match names there only."
+            ),
+            evidence=(
+                f"subject {leaf.subject}",
+                f"subject alternative names: {listing(leaf.dns_names) or 'none'}",
+            ),
             fix="certificate_wrong_name",
             values={"host": facts.host, "names": request_names(facts.host)},
             subjects=(facts.host,),
@@ -177,7 +206,10 @@ def within_validity(facts: Facts) -> Result:
     if leaf is None:
         return []
     now = facts.checked_at
-    dates = (f"valid from {leaf.not_before:%Y-%m-%d %H:%M} UTC to {leaf.not_after:%Y-%m-%d %H:%M} UTC", f"thumbprint {leaf.thumbprint}")
+    dates = (
+        f"valid from {leaf.not_before:%Y-%m-%d %H:%M} UTC to {leaf.not_after:%Y-%m-%d %H:%M} UTC",
+        f"thumbprint {leaf.thumbprint}",
+    )
     if now > leaf.not_after:
         days = (now - leaf.not_after).days
         return [
@@ -210,7 +242,10 @@ def within_validity(facts: Facts) -> Result:
                 f"in {math.ceil(left.total_seconds() / 86400)} days.",
                 evidence=dates,
                 fix="certificate_expiring",
-                values={"thumbprint": leaf.thumbprint, "not_after": f"{leaf.not_after:%Y-%m-%d %H:%M} UTC"},
+                values={
+                    "thumbprint": leaf.thumbprint,
+                    "not_after": f"{leaf.not_after:%Y-%m-%d %H:%M} UTC",
+                },
                 subjects=(facts.host,),
             )
         ]
@@ -227,7 +262,10 @@ def strong_key_and_signature(facts: Facts) -> Result:
         Finding(
             Severity.FAIL,
             f"The certificate chain on {facts.host} is too weak: {listing(problems)}.",
-            evidence=tuple(f"{c.subject}: {c.key_type} {c.key_bits} bits, signed with {c.signature_hash}" for c in facts.chain),
+            evidence=tuple(
+                f"{c.subject}: {c.key_type} {c.key_bits} bits, signed with {c.signature_hash}"
+                for c in facts.chain
+            ),
             fix="certificate_weak",
             values={"host": facts.host, "names": request_names(facts.host)},
             subjects=(facts.host,),

@@ -69,10 +69,16 @@ def answer_kind(answer: HttpAnswer) -> str | None:
 def _proposal(facts: UrlFacts) -> tuple[str, str]:
     """The URL to propose and how sure we are of it."""
     candidate = facts.candidate or ews_url_for(facts.given)
-    if facts.candidate_answer is not None and answer_kind(facts.candidate_answer) is None:
+    if (
+        facts.candidate_answer is not None
+        and answer_kind(facts.candidate_answer) is None
+    ):
         return candidate, f"{candidate} answers like EWS"
     if facts.candidate_answer is not None:
-        return candidate, f"{candidate} was probed too and answered {answer_kind(facts.candidate_answer)}"
+        return (
+            candidate,
+            f"{candidate} was probed too and answered {answer_kind(facts.candidate_answer)}",
+        )
     return candidate, f"{candidate} is the usual EWS URL"
 
 
@@ -111,7 +117,12 @@ def answers_like_ews(facts: UrlFacts | Blocked) -> Result:
     answer = facts.given_answer
     if answer is None or answer.error:
         reason = answer.error if answer else "not probed"
-        return [Finding(Severity.UNKNOWN, f"{facts.given} could not be asked without credentials: {reason}.")]
+        return [
+            Finding(
+                Severity.UNKNOWN,
+                f"{facts.given} could not be asked without credentials: {reason}.",
+            )
+        ]
     kind = answer_kind(answer)
     if kind is None:
         return []

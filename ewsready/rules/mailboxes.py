@@ -11,7 +11,12 @@ from ewsready.rules import Result, from_blocked, listing, plural
 DETAILED_LIMIT = 25
 IMPERSONATION_SCOPE = "CalendarServiceMailboxes"
 IMPERSONATION_ASSIGNMENT = "CalendarServiceImpersonation"
-DELEGATE_CODES = {"ErrorAccessDenied", "NoReadRight", "NoWriteRight", "ErrorFolderNotFound"}
+DELEGATE_CODES = {
+    "ErrorAccessDenied",
+    "NoReadRight",
+    "NoWriteRight",
+    "ErrorFolderNotFound",
+}
 
 
 def _describe(read: MailboxRead) -> str:
@@ -36,9 +41,19 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
     if isinstance(facts, Blocked):
         return from_blocked(facts)
     if facts.error:
-        return [Finding(Severity.UNKNOWN, f"Calendar access could not be checked: {facts.error}.")]
+        return [
+            Finding(
+                Severity.UNKNOWN,
+                f"Calendar access could not be checked: {facts.error}.",
+            )
+        ]
     if not facts.reads:
-        return [Finding(Severity.UNKNOWN, "No mailbox to check: the settings name no invited address.")]
+        return [
+            Finding(
+                Severity.UNKNOWN,
+                "No mailbox to check: the settings name no invited address.",
+            )
+        ]
 
     failing: list[MailboxRead] = []
     for read in facts.reads:
@@ -46,7 +61,13 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
             failing.append(read)
         elif facts.access == "delegate" and read.can_write is False:
             failing.append(
-                MailboxRead(read.address, False, "NoWriteRight", "the calendar can be read but no event can be added (Editor needed)", read.read_as)
+                MailboxRead(
+                    read.address,
+                    False,
+                    "NoWriteRight",
+                    "the calendar can be read but no event can be added (Editor needed)",
+                    read.read_as,
+                )
             )
     if not failing:
         return []
@@ -68,7 +89,8 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
                 Severity.FAIL,
                 f"The service account {upn} cannot use {plural(len(reads), 'calendar')} of {total} {mode} "
                 f"({', '.join(codes)}): {listing(r.address for r in reads)}.",
-                evidence=tuple(_describe(r) for r in reads[:200]) + ((f"... and {len(reads) - 200} more",) if len(reads) > 200 else ()),
+                evidence=tuple(_describe(r) for r in reads[:200])
+                + ((f"... and {len(reads) - 200} more",) if len(reads) > 200 else ()),
                 fix=fix,
                 values={
                     "upn": upn,
@@ -86,9 +108,18 @@ def invited_addresses_are_primary(facts: AddressFacts | Blocked) -> Result:
     if isinstance(facts, Blocked):
         return from_blocked(facts)
     if facts.error:
-        return [Finding(Severity.UNKNOWN, f"Invited addresses could not be resolved: {facts.error}.")]
+        return [
+            Finding(
+                Severity.UNKNOWN,
+                f"Invited addresses could not be resolved: {facts.error}.",
+            )
+        ]
     if not facts.resolutions:
-        return [Finding(Severity.UNKNOWN, "No invited address to check: the settings name none.")]
+        return [
+            Finding(
+                Severity.UNKNOWN, "No invited address to check: the settings name none."
+            )
+        ]
 
     findings: list[Finding] = []
     missing = [r for r in facts.resolutions if not r.found]
@@ -96,16 +127,24 @@ def invited_addresses_are_primary(facts: AddressFacts | Blocked) -> Result:
         findings.append(
             Finding(
                 Severity.FAIL,
-                f"No mailbox has {plural(len(missing), 'invited address', 'of the invited addresses')}: "
-                f"{listing(r.invited for r in missing)}.",
-                evidence=tuple(f"ResolveNames smtp:{r.invited}: {r.code}" for r in missing),
+                (
+                    f"No mailbox has the invited address {missing[0].invited}."
+                    if len(missing) == 1
+                    else f"No mailbox has these {len(missing)} invited addresses: "
+                    f"{listing(r.invited for r in missing)}."
+                ),
+                evidence=tuple(
+                    f"ResolveNames smtp:{r.invited}: {r.code}" for r in missing
+                ),
                 fix="mailbox_not_found",
                 values={"mailboxes": [r.invited for r in missing]},
                 subjects=tuple(r.invited for r in missing),
             )
         )
     secondary = [
-        r for r in facts.resolutions if r.found and r.primary and r.primary.casefold() != r.invited.casefold()
+        r
+        for r in facts.resolutions
+        if r.found and r.primary and r.primary.casefold() != r.invited.casefold()
     ]
     for r in secondary[:DETAILED_LIMIT]:
         owner = f" of {r.display_name}" if r.display_name else ""
@@ -113,7 +152,9 @@ def invited_addresses_are_primary(facts: AddressFacts | Blocked) -> Result:
             Finding(
                 Severity.FAIL,
                 f"{r.invited} is a secondary address{owner}; invite the user as the primary SMTP address {r.primary}.",
-                evidence=(f"ResolveNames smtp:{r.invited} -> {r.display_name or '?'} <{r.primary}>",),
+                evidence=(
+                    f"ResolveNames smtp:{r.invited} -> {r.display_name or '?'} <{r.primary}>",
+                ),
                 fix="address_not_primary",
                 values={"invited": r.invited, "primary": r.primary},
                 subjects=(r.invited,),

@@ -15,7 +15,12 @@ def _info(facts: LogonFacts):  # type: ignore[no-untyped-def]
 
 
 def _unreadable(facts: LogonFacts) -> Result:
-    return [Finding(Severity.UNKNOWN, f"{facts.url} sent no usable ServerVersionInfo ({facts.server_build!r}).")]
+    return [
+        Finding(
+            Severity.UNKNOWN,
+            f"{facts.url} sent no usable ServerVersionInfo ({facts.server_build!r}).",
+        )
+    ]
 
 
 def at_least_2013(facts: LogonFacts | Blocked) -> Result:
@@ -38,7 +43,9 @@ def at_least_2013(facts: LogonFacts | Blocked) -> Result:
     ]
 
 
-def build_supported(facts: LogonFacts | Blocked, today: dt.date | None = None) -> Result:
+def build_supported(
+    facts: LogonFacts | Blocked, today: dt.date | None = None
+) -> Result:
     if isinstance(facts, Blocked):
         return from_blocked(facts)
     today = today or dt.date.today()
@@ -46,10 +53,12 @@ def build_supported(facts: LogonFacts | Blocked, today: dt.date | None = None) -
         info = _info(facts)
     except BuildError:
         return _unreadable(facts)
-    name = info.release.name if info.release else info.level
+    name = info.level
     evidence = [f"ServerVersionInfo from {facts.url}: {info.text}"]
     if info.release:
-        evidence.append(f"{info.release.name}, released {info.release.date:%Y-%m-%d} {info.release.kb}".strip())
+        evidence.append(
+            f"{info.release.name}, released {info.release.date:%Y-%m-%d} {info.release.kb}".strip()
+        )
     if info.out_of_support(today):
         return [
             Finding(
@@ -57,7 +66,11 @@ def build_supported(facts: LogonFacts | Blocked, today: dt.date | None = None) -
                 f"{name} (build {info.text}) has been out of support since {info.ended:%Y-%m-%d}.",
                 evidence=tuple(evidence),
                 fix="version_out_of_support",
-                values={"product": name, "build": info.text, "ended": f"{info.ended:%Y-%m-%d}"},
+                values={
+                    "product": name,
+                    "build": info.text,
+                    "ended": f"{info.ended:%Y-%m-%d}",
+                },
             )
         ]
     if info.behind_latest(today):
@@ -70,10 +83,18 @@ def build_supported(facts: LogonFacts | Blocked, today: dt.date | None = None) -
                 f"released {latest.date:%Y-%m-%d}); Subscription Edition is supported only on current updates.",
                 evidence=tuple(evidence),
                 fix="version_out_of_support",
-                values={"product": name, "build": info.text, "ended": f"{latest.date:%Y-%m-%d}"},
+                values={
+                    "product": name,
+                    "build": info.text,
+                    "ended": f"{latest.date:%Y-%m-%d}",
+                },
             )
         ]
-    if info.release is None and info.latest is not None and info.build < info.latest.build:
+    if (
+        info.release is None
+        and info.latest is not None
+        and info.build < info.latest.build
+    ):
         return [
             Finding(
                 Severity.INFO,
