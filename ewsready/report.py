@@ -265,7 +265,9 @@ def remediation_ps1(meta: dict, results: Sequence[CheckResult]) -> str:
         f"# EWS URL: {_comment(meta.get('url', ''))}",
         f"# Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by ewsready {__version__}.",
         "# Review every command before running it in the Exchange Management Shell.",
-        "# The audit itself changed nothing; these commands do.",
+        "# The audit itself changed nothing. Commands without a mark only read. Each block",
+        "# that changes the organisation starts with a '# Change:' comment: read it, then",
+        "# run that block alone.",
         "",
     ]
     seen: set[str] = set()

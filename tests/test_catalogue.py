@@ -51,3 +51,46 @@ def test_values_are_quoted_never_pasted():
         entry.render({"upn": "x'; Remove-Mailbox -Identity *; '"})
         == "Get-User 'x''; Remove-Mailbox -Identity *; '''"
     )
+
+
+CHANGING_VERBS = (
+    "Set-",
+    "New-",
+    "Add-",
+    "Remove-",
+    "Enable-",
+    "Import-",
+    "Restart-",
+    "Unlock-",
+    "Disable-",
+)
+
+
+def test_every_change_is_announced_by_a_change_comment():
+    """Read-only lines run as they are; any line that changes something follows a
+    '# Change' comment in the same block."""
+    for entry in catalogue().values():
+        announced = False
+        for line in entry.commands.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("# Change"):
+                announced = True
+            elif not stripped:
+                announced = False
+            elif not stripped.startswith("#"):
+                commands = [
+                    part.strip() for part in stripped.replace("|", ";").split(";")
+                ]
+                changes = [
+                    c
+                    for c in commands
+                    if c.startswith(CHANGING_VERBS) and not c.startswith("Set-Content")
+                ]
+                changes += [
+                    c
+                    for c in stripped.split()
+                    if c.startswith(CHANGING_VERBS) and c != "Set-Content"
+                ]
+                assert (
+                    announced or not changes
+                ), f"{entry.id}: unannounced change: {line}"

@@ -34,7 +34,7 @@ def test_2a_internal_enterprise_root(scenario_run):
         "which is not a public root."
     ]
     assert (
-        "New-ExchangeCertificate -GenerateRequest -SubjectName ('CN=' + 'mail.contoso.example')"
+        "New-ExchangeCertificate -GenerateRequest -SubjectName 'CN=mail.contoso.example'"
         in run.commands()
     )
 

@@ -33,6 +33,16 @@ def request_names(host: str) -> list[str]:
     return names
 
 
+def request_values(host: str) -> dict[str, object]:
+    """Values for the certificate request commands."""
+    return {
+        "host": host,
+        "subject": f"CN={host}",
+        "names": request_names(host),
+        "request_file": f"C:\\certreq\\{host}.req",
+    }
+
+
 def names_match(pattern: str, host: str) -> bool:
     pattern, host = pattern.casefold().rstrip("."), host.casefold().rstrip(".")
     if pattern.startswith("*."):
@@ -89,7 +99,7 @@ def chains_to_public_root(facts: Facts) -> Result:
     leaf = facts.leaf
     if facts.verified or leaf is None:
         return []
-    values = {"host": facts.host, "names": request_names(facts.host)}
+    values = request_values(facts.host)
     if leaf.self_signed:
         return [
             Finding(
@@ -193,10 +203,14 @@ def names_the_host(facts: Facts) -> Result:
                 f"subject alternative names: {listing(leaf.dns_names) or 'none'}",
             ),
             fix="certificate_wrong_name",
-            values={"host": facts.host, "names": request_names(facts.host)},
+            values=request_values(facts.host),
             subjects=(facts.host,),
         )
     ]
+
+
+def _renewal_file(facts: CertificateFacts) -> str:
+    return f"C:\\certreq\\{facts.host}-renewal.req"
 
 
 def within_validity(facts: Facts) -> Result:
@@ -218,7 +232,10 @@ def within_validity(facts: Facts) -> Result:
                 f"The certificate on {facts.host} expired on {leaf.not_after:%Y-%m-%d} ({days} days ago).",
                 evidence=dates,
                 fix="certificate_expired",
-                values={"thumbprint": leaf.thumbprint},
+                values={
+                    "thumbprint": leaf.thumbprint,
+                    "request_file": _renewal_file(facts),
+                },
                 subjects=(facts.host,),
             )
         ]
@@ -229,7 +246,10 @@ def within_validity(facts: Facts) -> Result:
                 f"The certificate on {facts.host} is not valid before {leaf.not_before:%Y-%m-%d %H:%M} UTC.",
                 evidence=dates,
                 fix="certificate_expired",
-                values={"thumbprint": leaf.thumbprint},
+                values={
+                    "thumbprint": leaf.thumbprint,
+                    "request_file": _renewal_file(facts),
+                },
                 subjects=(facts.host,),
             )
         ]
@@ -244,6 +264,7 @@ def within_validity(facts: Facts) -> Result:
                 fix="certificate_expiring",
                 values={
                     "thumbprint": leaf.thumbprint,
+                    "request_file": _renewal_file(facts),
                     "not_after": f"{leaf.not_after:%Y-%m-%d %H:%M} UTC",
                 },
                 subjects=(facts.host,),
@@ -267,7 +288,7 @@ def strong_key_and_signature(facts: Facts) -> Result:
                 for c in facts.chain
             ),
             fix="certificate_weak",
-            values={"host": facts.host, "names": request_names(facts.host)},
+            values=request_values(facts.host),
             subjects=(facts.host,),
         )
     ]

@@ -60,7 +60,7 @@ def host_resolves(reach: Reachability) -> Result:
                 fix="dns_unresolved",
                 values={
                     "host": reach.host,
-                    "resolvers": [r.split(":")[0] for r in reach.dns.resolvers],
+                    "resolvers": [r.rsplit(":", 1)[0] for r in reach.dns.resolvers],
                 },
                 subjects=(reach.host,),
             )
@@ -95,7 +95,11 @@ def addresses_are_global(reach: Reachability) -> Result:
                 for a, k in kinds.items()
             ),
             fix="dns_non_public_address",
-            values={"host": reach.host, "addresses": list(bad)},
+            values={
+                "host": reach.host,
+                "addresses": list(bad),
+                "resolvers": [r.rsplit(":", 1)[0] for r in reach.dns.resolvers],
+            },
             subjects=tuple(bad),
         )
     ]
