@@ -96,9 +96,7 @@ def test_7_delegate_access_denied(scenario_run):
         f"The service account {UPN} cannot use 1 calendar of 3 as a delegate "
         "(ErrorAccessDenied): ben.okafor@contoso.example."
     )
-    assert finding["commands"].startswith(
-        "@('ben.okafor@contoso.example') | ForEach-Object {"
-    )
+    assert "\n@('ben.okafor@contoso.example') | ForEach-Object {" in finding["commands"]
     assert (
         f"Add-MailboxFolderPermission -Identity $folder -User '{UPN}' -AccessRights Editor"
         in finding["commands"]
