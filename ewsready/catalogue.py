@@ -72,7 +72,8 @@ def parse_catalogue(data: Mapping[str, object], source: str) -> dict[str, Remedy
         declared = set(entry["values"])
         if used != declared:
             raise CatalogueError(
-                f"{source}: [{fix_id}] placeholders {sorted(used)} differ from values {sorted(declared)}"
+                f"{source}: [{fix_id}] placeholders {sorted(used)} differ from values "
+                f"{sorted(declared)}"
             )
         remedies[fix_id] = Remedy(
             id=fix_id,

@@ -209,7 +209,8 @@ class Collector:
             )
             return facts.candidate
         return Blocked(
-            f"{facts.given} is not the EWS endpoint, and {facts.candidate} does not answer like EWS",
+            f"{facts.given} is not the EWS endpoint, and {facts.candidate} does not "
+            "answer like EWS",
             "ews_url",
         )
 

@@ -16,7 +16,9 @@ import threading
 from ewsready.secret import MASK, Secret
 
 AUTH_HEADER = re.compile(
-    r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)((?:basic|bearer|ntlm|negotiate)\s+)?[A-Za-z0-9+/=._~-]{4,}"
+    r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)"
+    r"((?:basic|bearer|ntlm|negotiate)\s+)?"
+    r"[A-Za-z0-9+/=._~-]{4,}"
 )
 NOISY = ("exchangelib", "urllib3.connectionpool", "requests_ntlm", "spnego")
 

@@ -41,17 +41,21 @@ FINDING_TEMPLATE = ENV.from_string("""
   <p><strong>Fix</strong> ({{ title }}):</p>
   <pre class="fix">{{ commands }}</pre>
   {% endif %}
-  {% if doc %}<p class="doc">Documentation: <a href="{{ doc }}" rel="noopener noreferrer">{{ doc }}</a></p>{% endif %}
+  {% if doc %}
+  <p class="doc">Documentation:
+    <a href="{{ doc }}" rel="noopener noreferrer">{{ doc }}</a></p>
+  {% endif %}
 </div>
 """)
 
 SUMMARY_TEMPLATE = ENV.from_string("""
 <div class="ewsready-summary">
-  <h2 class="verdict {{ 'ready' if ready else 'not-ready' }}">{{ verdict }} for the calendar service</h2>
+  <h2 class="verdict {{ 'ready' if ready else 'not-ready' }}">
+    {{ verdict }} for the calendar service</h2>
   {% if detail %}<p class="verdict-detail">{{ detail|capitalize }}.</p>{% endif %}
   <table>
     <tr><th>Started (UTC)</th><td>{{ started }}</td></tr>
-    <tr><th>Checks</th><td>{% for label, count in counts %}{{ label }}: {{ count }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+    <tr><th>Checks</th><td>{{ counts_text }}</td></tr>
   </table>
   <div class="ewsready-findings">
   {% if actionable %}
@@ -60,7 +64,11 @@ SUMMARY_TEMPLATE = ENV.from_string("""
   {% endif %}
   {% if blocked %}
     <h3>Blocked until the above is fixed</h3>
-    <ul>{% for sentence, count in blocked %}<li>{{ count }} check{{ '' if count == 1 else 's' }}: {{ sentence }}</li>{% endfor %}</ul>
+    <ul>
+    {% for sentence, count in blocked %}
+      <li>{{ count }} check{{ '' if count == 1 else 's' }}: {{ sentence }}</li>
+    {% endfor %}
+    </ul>
   {% endif %}
   </div>
 </div>
@@ -236,7 +244,7 @@ def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
         ready=is_ready_run(meta, results),
         verdict=verdict(meta, results),
         detail=verdict_detail(meta, results),
-        counts=counts(results),
+        counts_text=", ".join(f"{label}: {n}" for label, n in counts(results)),
         version=__version__,
         # Fragments built here by our own autoescaping template, so safe to insert.
         actionable=[markupsafe.Markup(finding_html(f)) for f in actionable],
@@ -263,10 +271,13 @@ def remediation_ps1(meta: dict, results: Sequence[CheckResult]) -> str:
         "# ewsready remediation script",
         f"# Organisation: {_comment(meta.get('organisation', ''))}",
         f"# EWS URL: {_comment(meta.get('url', ''))}",
-        f"# Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by ewsready {__version__}.",
+        f"# Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by ewsready "
+        f"{__version__}.",
         "# Review every command before running it in the Exchange Management Shell.",
-        "# The audit itself changed nothing. Commands without a mark only read. Each block",
-        "# that changes the organisation starts with a '# Change:' comment: read it, then",
+        "# The audit itself changed nothing. Commands without a mark only read. Each "
+        "block",
+        "# that changes the organisation starts with a '# Change:' comment: read it, "
+        "then",
         "# run that block alone.",
         "",
     ]

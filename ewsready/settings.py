@@ -89,7 +89,8 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "invited": (list, "a list of invited e-mail addresses"),
         "csv": (
             str,
-            "a CSV file of invited addresses (first column, or a column named 'address')",
+            "a CSV file of invited addresses (first column, or a column named "
+            "'address')",
         ),
     },
     "network": {
@@ -260,14 +261,16 @@ def read_aws_secret(secret_id: str, region: str | None) -> Secret:
         value = client.get_secret_value(SecretId=secret_id)["SecretString"]
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise SettingsError(
-            f"service_account.aws_secret_id {secret_id!r}: cannot be read ({type(exc).__name__})"
+            f"service_account.aws_secret_id {secret_id!r}: cannot be read "
+            f"({type(exc).__name__})"
         ) from None
     if value.lstrip().startswith("{"):
         try:
             value = json.loads(value)["password"]
         except (ValueError, KeyError, TypeError):
             raise SettingsError(
-                f"service_account.aws_secret_id {secret_id!r}: JSON without a 'password' key"
+                f"service_account.aws_secret_id {secret_id!r}: JSON without a "
+                "'password' key"
             ) from None
     return Secret(value)
 
@@ -295,7 +298,8 @@ def build_settings(
     url = pick("ews.url", "EWSREADY_URL")
     if not url:
         raise SettingsError(
-            "ews.url is not set; expected the EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx"
+            "ews.url is not set; expected the EWS URL, e.g. "
+            "https://mail.example.com/EWS/Exchange.asmx"
         )
     url = check_ews_url(str(url))
 
@@ -402,7 +406,8 @@ def check_ca_bundle(path: Path) -> Path:
         certificates = []
     if not certificates:
         raise SettingsError(
-            f"network.ca_bundle {path}: holds no PEM certificate; expected '-----BEGIN CERTIFICATE-----' blocks"
+            f"network.ca_bundle {path}: holds no PEM certificate; expected "
+            "'-----BEGIN CERTIFICATE-----' blocks"
         )
     return path
 

@@ -30,12 +30,13 @@ def test_1_negotiate_and_ntlm_only_is_the_basic_finding_not_a_bad_password(
 def test_2a_internal_enterprise_root(scenario_run):
     run = scenario_run("cert_internal_ca")
     assert run.sentences("failure") == [
-        "The certificate on mail.contoso.example chains to 'Contoso Enterprise Root CA', "
+        "The certificate on mail.contoso.example chains to 'Contoso Enterprise Root "
+        "CA', "
         "which is not a public root."
     ]
     assert (
-        "New-ExchangeCertificate -GenerateRequest -SubjectName 'CN=mail.contoso.example'"
-        in run.commands()
+        "New-ExchangeCertificate -GenerateRequest -SubjectName "
+        "'CN=mail.contoso.example'" in run.commands()
     )
 
 
@@ -61,7 +62,8 @@ def test_4_owa_url_is_recognised_and_the_ews_url_proposed(scenario_run):
     run = scenario_run("owa_url")
     base = run.document["url"].removesuffix("/owa")
     assert (
-        f"{base}/owa is an Outlook on the web (OWA) URL; the calendar service needs the "
+        f"{base}/owa is an Outlook on the web (OWA) URL; the calendar service needs "
+        "the "
         f"EWS endpoint {base}/EWS/Exchange.asmx."
     ) in run.sentences("failure")
     assert (
@@ -81,10 +83,12 @@ def test_6_impersonation_denied_for_every_user(scenario_run):
     run = scenario_run("impersonation_denied")
     [finding] = run.findings("failure")
     assert finding["sentence"].startswith(
-        f"The service account {UPN} cannot use 5 calendars of 5 impersonating (ErrorImpersonateUserDenied)"
+        f"The service account {UPN} cannot use 5 calendars of 5 impersonating "
+        "(ErrorImpersonateUserDenied)"
     )
     assert (
-        "New-ManagementRoleAssignment -Name 'CalendarServiceImpersonation' -Role ApplicationImpersonation "
+        "New-ManagementRoleAssignment -Name 'CalendarServiceImpersonation' -Role "
+        "ApplicationImpersonation "
         f"-User '{UPN}' -CustomRecipientWriteScope 'CalendarServiceMailboxes'"
     ) in finding["commands"]
 
@@ -98,15 +102,16 @@ def test_7_delegate_access_denied(scenario_run):
     )
     assert "\n@('ben.okafor@contoso.example') | ForEach-Object {" in finding["commands"]
     assert (
-        f"Add-MailboxFolderPermission -Identity $folder -User '{UPN}' -AccessRights Editor"
-        in finding["commands"]
+        f"Add-MailboxFolderPermission -Identity $folder -User '{UPN}' -AccessRights "
+        "Editor" in finding["commands"]
     )
 
 
 def test_8_secondary_address_names_the_primary(scenario_run):
     run = scenario_run("secondary_address")
     assert run.sentences("failure") == [
-        "user1@legacy.contoso.example is a secondary address of User One; invite the user "
+        "user1@legacy.contoso.example is a secondary address of User One; invite the "
+        "user "
         "as the primary SMTP address user1@contoso.example."
     ]
 

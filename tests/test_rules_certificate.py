@@ -35,7 +35,8 @@ INTERNAL_LEAF = cert(issuer="CN=Contoso Enterprise Root CA")
                 issuer_in_store=False,
                 last_issuer_sent=True,
             ),
-            f"The certificate on {HOST} is self-signed (EX01); no public root vouches for it.",
+            f"The certificate on {HOST} is self-signed (EX01); no public root vouches "
+            "for it.",
         ),
         (
             chain_facts(
@@ -45,11 +46,13 @@ INTERNAL_LEAF = cert(issuer="CN=Contoso Enterprise Root CA")
                 issuer_in_store=False,
                 last_issuer_sent=True,
             ),
-            f"The certificate on {HOST} chains to 'Contoso Enterprise Root CA', which is not a public root.",
+            f"The certificate on {HOST} chains to 'Contoso Enterprise Root CA', which "
+            "is not a public root.",
         ),
         (
             chain_facts(cert(), verified=False, issuer_in_store=False),
-            f"Blocked by certificate: {HOST} does not send the issuer 'Lab Public Issuing CA 1', so the root cannot be traced",
+            f"Blocked by certificate: {HOST} does not send the issuer 'Lab Public "
+            "Issuing CA 1', so the root cannot be traced",
         ),
         (
             chain_facts(
@@ -59,7 +62,8 @@ INTERNAL_LEAF = cert(issuer="CN=Contoso Enterprise Root CA")
         ),
         (
             chain_facts(verified=False, verify_error="path length constraint violated"),
-            f"The certificate chain on {HOST} does not verify: path length constraint violated.",
+            f"The certificate chain on {HOST} does not verify: path length constraint "
+            "violated.",
         ),
     ],
 )
@@ -76,12 +80,14 @@ def test_chains_to_public_root(facts, sentence):
         (
             (cert(),),
             False,
-            f"{HOST} sends only its own certificate; its issuer 'Lab Public Issuing CA 1' is not sent.",
+            f"{HOST} sends only its own certificate; its issuer 'Lab Public Issuing "
+            "CA 1' is not sent.",
         ),
         (
             (cert(), INTERMEDIATE),
             False,
-            f"{HOST} sends 2 certificates but not 'Lab Public Root CA', the issuer of the last one.",
+            f"{HOST} sends 2 certificates but not 'Lab Public Root CA', the issuer of "
+            "the last one.",
         ),
         ((SELF_SIGNED,), False, None),  # self-signed is its own finding
     ],

@@ -57,7 +57,8 @@ def test_owa_url_is_recognised_and_the_probed_ews_url_proposed():
     facts = UrlFacts(f"{BASE}/owa", OWA_REDIRECT, EWS, CHALLENGE)
     [path] = rules.is_ews_path(facts)
     assert path.sentence == (
-        f"{BASE}/owa is an Outlook on the web (OWA) URL; the calendar service needs the EWS endpoint {EWS}."
+        f"{BASE}/owa is an Outlook on the web (OWA) URL; the calendar service needs "
+        f"the EWS endpoint {EWS}."
     )
     assert f"{EWS} answers like EWS" in path.evidence
     assert path.values == {"proposed": EWS, "host": "mail.contoso.example"}

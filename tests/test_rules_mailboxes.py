@@ -37,7 +37,8 @@ def denied(address, code, **kw):
             [
                 (
                     "impersonation_scope_gap",
-                    f"The service account {UPN} cannot use 1 calendar of 2 impersonating "
+                    f"The service account {UPN} cannot use 1 calendar of 2 "
+                    "impersonating "
                     "(ErrorImpersonateUserDenied): room@c.example.",
                 )
             ],
@@ -51,7 +52,8 @@ def denied(address, code, **kw):
             [
                 (
                     "impersonation_missing",
-                    f"The service account {UPN} cannot use 2 calendars of 2 impersonating "
+                    f"The service account {UPN} cannot use 2 calendars of 2 "
+                    "impersonating "
                     "(ErrorImpersonateUserDenied): a@c.example and b@c.example.",
                 )
             ],
@@ -65,7 +67,8 @@ def denied(address, code, **kw):
             [
                 (
                     "delegate_access_missing",
-                    f"The service account {UPN} cannot use 1 calendar of 2 as a delegate (ErrorAccessDenied): b@c.example.",
+                    f"The service account {UPN} cannot use 1 calendar of 2 as a "
+                    "delegate (ErrorAccessDenied): b@c.example.",
                 )
             ],
         ),
@@ -74,7 +77,8 @@ def denied(address, code, **kw):
             [
                 (
                     "delegate_access_missing",
-                    f"The service account {UPN} cannot use 1 calendar of 1 as a delegate (NoWriteRight): a@c.example.",
+                    f"The service account {UPN} cannot use 1 calendar of 1 as a "
+                    "delegate (NoWriteRight): a@c.example.",
                 )
             ],
         ),
@@ -87,11 +91,13 @@ def denied(address, code, **kw):
             [
                 (
                     "server_busy",
-                    f"The service account {UPN} cannot use 1 calendar of 2 impersonating (ErrorServerBusy): a@c.example.",
+                    f"The service account {UPN} cannot use 1 calendar of 2 "
+                    "impersonating (ErrorServerBusy): a@c.example.",
                 ),
                 (
                     "mailbox_not_found",
-                    f"The service account {UPN} cannot use 1 calendar of 2 impersonating (ErrorNonExistentMailbox): b@c.example.",
+                    f"The service account {UPN} cannot use 1 calendar of 2 "
+                    "impersonating (ErrorNonExistentMailbox): b@c.example.",
                 ),
             ],
         ),
@@ -129,7 +135,8 @@ def test_no_mailboxes_is_not_a_pass():
             AddressResolution(
                 "user1@legacy.c.example", True, "user1@c.example", "User One"
             ),
-            "user1@legacy.c.example is a secondary address of User One; invite the user as the primary SMTP address user1@c.example.",
+            "user1@legacy.c.example is a secondary address of User One; invite the "
+            "user as the primary SMTP address user1@c.example.",
         ),
         (
             AddressResolution(

@@ -49,7 +49,8 @@ def test_private_address_next_to_a_public_one():
     facts = reach(addresses=("8.8.4.4", "fd00:c0:ffee::25"))
     [finding] = rules.addresses_are_global(facts)
     assert finding.sentence == (
-        f"{HOST} resolves in public DNS to fd00:c0:ffee::25 (private), which the internet cannot reach."
+        f"{HOST} resolves in public DNS to fd00:c0:ffee::25 (private), which the "
+        "internet cannot reach."
     )
     assert finding.values["addresses"] == ["fd00:c0:ffee::25"]
 

@@ -19,11 +19,13 @@ TODAY = dt.date(2026, 12, 4)
         (("basic",), None),
         (
             ("Negotiate", "NTLM"),
-            f"{EWS} does not offer Basic authentication (offered: Negotiate, NTLM); this is not a wrong password.",
+            f"{EWS} does not offer Basic authentication (offered: Negotiate, NTLM); "
+            "this is not a wrong password.",
         ),
         (
             (),
-            f"{EWS} does not offer Basic authentication (offered: none); this is not a wrong password.",
+            f"{EWS} does not offer Basic authentication (offered: none); this is not "
+            "a wrong password.",
         ),
     ],
 )
@@ -46,20 +48,23 @@ def test_basic_unknown_when_no_challenge():
         (
             LogonFacts(EWS, "svc@contoso.example", False, 401, "Unauthorized"),
             "logon_rejected",
-            f"svc@contoso.example was refused at {EWS} (HTTP 401) although Basic is offered: "
+            f"svc@contoso.example was refused at {EWS} (HTTP 401) although Basic is "
+            "offered: "
             "the password is wrong or expired, or the account is locked or disabled.",
         ),
         (
             LogonFacts(EWS, "svc@contoso.example", False, None, "ErrorServerBusy"),
             "server_busy",
-            f"{EWS} kept answering ErrorServerBusy to svc@contoso.example beyond the wait budget.",
+            f"{EWS} kept answering ErrorServerBusy to svc@contoso.example beyond the "
+            "wait budget.",
         ),
         (
             LogonFacts(
                 EWS, "svc@contoso.example", False, None, "TransportError", "reset"
             ),
             "logon_failed",
-            f"The sign-in of svc@contoso.example at {EWS} did not complete: TransportError.",
+            f"The sign-in of svc@contoso.example at {EWS} did not complete: "
+            "TransportError.",
         ),
     ],
 )
@@ -101,22 +106,26 @@ def test_at_least_2013(build, sentence):
         (
             "15.1.2507.39",
             Severity.WARN,
-            "Exchange 2016 CU23 (build 15.1.2507.39) has been out of support since 2025-10-14.",
+            "Exchange 2016 CU23 (build 15.1.2507.39) has been out of support since "
+            "2025-10-14.",
         ),
         (
             "15.0.1497.48",
             Severity.WARN,
-            "Exchange 2013 CU23 (build 15.0.1497.48) has been out of support since 2023-04-11.",
+            "Exchange 2013 CU23 (build 15.0.1497.48) has been out of support since "
+            "2023-04-11.",
         ),
         (
             "15.2.1748.49",
             Severity.WARN,
-            "Exchange 2019 CU15 (build 15.2.1748.49) has been out of support since 2025-10-14.",
+            "Exchange 2019 CU15 (build 15.2.1748.49) has been out of support since "
+            "2025-10-14.",
         ),
         (
             "15.2.2562.17",
             Severity.WARN,
-            "Exchange SE RTM (build 15.2.2562.17) is behind Exchange SE RTM Aug26SU (15.2.2562.46, released "
+            "Exchange SE RTM (build 15.2.2562.17) is behind Exchange SE RTM Aug26SU "
+            "(15.2.2562.46, released "
             "2026-08-11); Subscription Edition is supported only on current updates.",
         ),
         (

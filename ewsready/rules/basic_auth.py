@@ -16,7 +16,8 @@ def basic_offered(answer: HttpAnswer | Blocked) -> Result:
         return [
             Finding(
                 Severity.UNKNOWN,
-                f"{answer.url} could not be asked which sign-in methods it offers: {answer.error}.",
+                f"{answer.url} could not be asked which sign-in methods it offers: "
+                f"{answer.error}.",
             )
         ]
     offered = answer.auth_schemes
@@ -24,7 +25,8 @@ def basic_offered(answer: HttpAnswer | Blocked) -> Result:
         return [
             Finding(
                 Severity.UNKNOWN,
-                f"{answer.url} answered HTTP {answer.status} without asking for credentials, so its sign-in methods are unknown.",
+                f"{answer.url} answered HTTP {answer.status} without asking for "
+                "credentials, so its sign-in methods are unknown.",
                 evidence=(f"Content-Type {answer.content_type}",),
             )
         ]
@@ -34,7 +36,8 @@ def basic_offered(answer: HttpAnswer | Blocked) -> Result:
     return [
         Finding(
             Severity.FAIL,
-            f"{answer.url} does not offer Basic authentication (offered: {listed}); this is not a wrong password.",
+            f"{answer.url} does not offer Basic authentication (offered: {listed}); "
+            "this is not a wrong password.",
             evidence=(f"HTTP 401 WWW-Authenticate: {listed}",),
             fix="basic_not_offered",
             values={"host": urlsplit(answer.url).hostname or ""},

@@ -79,7 +79,8 @@ def weaknesses(facts: CertificateFacts) -> list[str]:
         minimum = MIN_KEY_BITS.get(cert.key_type)
         if minimum and cert.key_bits < minimum:
             problems.append(
-                f"{who} has a {cert.key_type} {cert.key_bits}-bit key (at least {minimum} needed)"
+                f"{who} has a {cert.key_type} {cert.key_bits}-bit key (at least "
+                f"{minimum} needed)"
             )
         if not cert.self_signed and (cert.signature_hash or "") in WEAK_HASHES:
             problems.append(f"{who} is signed with {cert.signature_hash.upper()}")
@@ -104,7 +105,8 @@ def chains_to_public_root(facts: Facts) -> Result:
         return [
             Finding(
                 Severity.FAIL,
-                f"The certificate on {facts.host} is self-signed ({_cn(leaf.subject)}); no public root vouches for it.",
+                f"The certificate on {facts.host} is self-signed "
+                f"({_cn(leaf.subject)}); no public root vouches for it.",
                 evidence=(
                     f"subject {leaf.subject}",
                     f"issuer {leaf.issuer}",
@@ -121,7 +123,8 @@ def chains_to_public_root(facts: Facts) -> Result:
         return [
             Finding(
                 Severity.FAIL,
-                f"The certificate on {facts.host} chains to {_cn(root.subject)!r}, which is not a public root.",
+                f"The certificate on {facts.host} chains to {_cn(root.subject)!r}, "
+                "which is not a public root.",
                 evidence=tuple(
                     f"sent: {c.subject} (issued by {c.issuer})" for c in facts.chain
                 )
@@ -134,7 +137,8 @@ def chains_to_public_root(facts: Facts) -> Result:
     if _incomplete(facts):
         return from_blocked(
             Blocked(
-                f"{facts.host} does not send the issuer {_cn(facts.chain[-1].issuer)!r}, so the root cannot be traced",
+                f"{facts.host} does not send the issuer "
+                f"{_cn(facts.chain[-1].issuer)!r}, so the root cannot be traced",
                 "certificate",
             )
         )
@@ -145,7 +149,8 @@ def chains_to_public_root(facts: Facts) -> Result:
     return [
         Finding(
             Severity.FAIL,
-            f"The certificate chain on {facts.host} does not verify: {facts.verify_error}.",
+            f"The certificate chain on {facts.host} does not verify: "
+            f"{facts.verify_error}.",
             evidence=tuple(f"sent: {c.subject}" for c in facts.chain),
             fix="certificate_untrusted_root",
             values={**values, "root": _cn(facts.chain[-1].issuer)},
@@ -162,9 +167,15 @@ def sends_whole_chain(facts: Facts) -> Result:
     last = facts.chain[-1]
     issuer = _cn(last.issuer)
     if len(facts.chain) == 1:
-        sentence = f"{facts.host} sends only its own certificate; its issuer {issuer!r} is not sent."
+        sentence = (
+            f"{facts.host} sends only its own certificate; "
+            f"its issuer {issuer!r} is not sent."
+        )
     else:
-        sentence = f"{facts.host} sends {len(facts.chain)} certificates but not {issuer!r}, the issuer of the last one."
+        sentence = (
+            f"{facts.host} sends {len(facts.chain)} certificates but not {issuer!r}, "
+            "the issuer of the last one."
+        )
     return [
         Finding(
             Severity.FAIL,
@@ -173,7 +184,9 @@ def sends_whole_chain(facts: Facts) -> Result:
                 f"sent: {c.subject} (issued by {c.issuer})" for c in facts.chain
             )
             + (
-                f"{issuer!r} is not a root in the trust store ({facts.trust_store}); if it is your own CA, the certificate must be replaced by a public one",
+                f"{issuer!r} is not a root in the trust store ({facts.trust_store}); "
+                "if it is your own CA, the certificate must be replaced by a public "
+                "one",
             ),
             fix="certificate_incomplete_chain",
             values={"issuer": issuer},
@@ -193,7 +206,8 @@ def names_the_host(facts: Facts) -> Result:
         Finding(
             Severity.FAIL,
             (
-                f"The certificate on {facts.host} is for {listing(leaf.dns_names)}, not {facts.host}."
+                f"The certificate on {facts.host} is for {listing(leaf.dns_names)}, "
+                f"not {facts.host}."
                 if leaf.dns_names
                 else f"The certificate on {facts.host} has no subject alternative names "
                 f"(only {leaf.subject}); clients match names there only."
@@ -221,7 +235,8 @@ def within_validity(facts: Facts) -> Result:
         return []
     now = facts.checked_at
     dates = (
-        f"valid from {leaf.not_before:%Y-%m-%d %H:%M} UTC to {leaf.not_after:%Y-%m-%d %H:%M} UTC",
+        f"valid from {leaf.not_before:%Y-%m-%d %H:%M} UTC to "
+        f"{leaf.not_after:%Y-%m-%d %H:%M} UTC",
         f"thumbprint {leaf.thumbprint}",
     )
     if now > leaf.not_after:
@@ -229,7 +244,8 @@ def within_validity(facts: Facts) -> Result:
         return [
             Finding(
                 Severity.FAIL,
-                f"The certificate on {facts.host} expired on {leaf.not_after:%Y-%m-%d} ({days} days ago).",
+                f"The certificate on {facts.host} expired on "
+                f"{leaf.not_after:%Y-%m-%d} ({days} days ago).",
                 evidence=dates,
                 fix="certificate_expired",
                 values={
@@ -243,7 +259,8 @@ def within_validity(facts: Facts) -> Result:
         return [
             Finding(
                 Severity.FAIL,
-                f"The certificate on {facts.host} is not valid before {leaf.not_before:%Y-%m-%d %H:%M} UTC.",
+                f"The certificate on {facts.host} is not valid before "
+                f"{leaf.not_before:%Y-%m-%d %H:%M} UTC.",
                 evidence=dates,
                 fix="certificate_expired",
                 values={
@@ -258,7 +275,8 @@ def within_validity(facts: Facts) -> Result:
         return [
             Finding(
                 Severity.WARN,
-                f"The certificate on {facts.host} expires on {leaf.not_after:%Y-%m-%d}, "
+                f"The certificate on {facts.host} expires on "
+                f"{leaf.not_after:%Y-%m-%d}, "
                 f"in {math.ceil(left.total_seconds() / 86400)} days.",
                 evidence=dates,
                 fix="certificate_expiring",
@@ -284,7 +302,8 @@ def strong_key_and_signature(facts: Facts) -> Result:
             Severity.FAIL,
             f"The certificate chain on {facts.host} is too weak: {listing(problems)}.",
             evidence=tuple(
-                f"{c.subject}: {c.key_type} {c.key_bits} bits, signed with {c.signature_hash}"
+                f"{c.subject}: {c.key_type} {c.key_bits} bits, signed with "
+                f"{c.signature_hash}"
                 for c in facts.chain
             ),
             fix="certificate_weak",
@@ -302,7 +321,9 @@ def current_tls(facts: Facts) -> Result:
     return [
         Finding(
             Severity.FAIL,
-            f"{facts.host} negotiated {facts.tls_version or 'an unknown TLS version'}; TLS 1.2 or later is needed.",
+            f"{facts.host} negotiated "
+            f"{facts.tls_version or 'an unknown TLS version'}; TLS 1.2 or later is "
+            "needed.",
             evidence=(f"cipher {facts.cipher}",),
             fix="tls_outdated",
             values={"host": facts.host},

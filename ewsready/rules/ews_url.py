@@ -53,7 +53,10 @@ def answer_kind(answer: HttpAnswer) -> str | None:
         return None
     if answer.status in (301, 302, 303, 307, 308):
         if "/owa/auth/logon.aspx" in location or "/owa" in location:
-            return f"an Outlook on the web sign-in redirect (HTTP {answer.status} to {answer.location})"
+            return (
+                "an Outlook on the web sign-in redirect "
+                f"(HTTP {answer.status} to {answer.location})"
+            )
         return f"a redirect (HTTP {answer.status} to {answer.location})"
     if answer.status == 440:
         return "an OWA session timeout (HTTP 440)"
@@ -77,7 +80,8 @@ def _proposal(facts: UrlFacts) -> tuple[str, str]:
     if facts.candidate_answer is not None:
         return (
             candidate,
-            f"{candidate} was probed too and answered {answer_kind(facts.candidate_answer)}",
+            f"{candidate} was probed too and answered "
+            f"{answer_kind(facts.candidate_answer)}",
         )
     return candidate, f"{candidate} is the usual EWS URL"
 
@@ -90,7 +94,8 @@ def is_ews_path(facts: UrlFacts) -> Result:
         return [
             Finding(
                 Severity.FAIL,
-                f"{facts.given} is {kind}; the calendar service needs the EWS endpoint {proposed}.",
+                f"{facts.given} is {kind}; the calendar service needs the EWS "
+                f"endpoint {proposed}.",
                 evidence=(f"path {parts.path or '/'}", how),
                 fix="ews_url_not_ews",
                 values={"proposed": proposed, "host": parts.hostname or ""},
@@ -101,7 +106,8 @@ def is_ews_path(facts: UrlFacts) -> Result:
         return [
             Finding(
                 Severity.FAIL,
-                f"{facts.given} uses {parts.scheme}; the calendar service sends its password only over https.",
+                f"{facts.given} uses {parts.scheme}; the calendar service sends its "
+                "password only over https.",
                 evidence=(how,),
                 fix="ews_url_not_https",
                 values={"proposed": proposed},
@@ -133,7 +139,8 @@ def answers_like_ews(facts: UrlFacts | Blocked) -> Result:
             Severity.FAIL,
             f"{facts.given} answers with {kind}, not like EWS; use {proposed}.",
             evidence=(
-                f"GET {answer.url} without credentials: HTTP {answer.status}, {answer.content_type or 'no content type'}"
+                f"GET {answer.url} without credentials: HTTP {answer.status}, "
+                f"{answer.content_type or 'no content type'}"
                 + (f", Location {answer.location}" if answer.location else ""),
                 how,
             ),

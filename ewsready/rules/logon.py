@@ -16,8 +16,10 @@ def service_account_logs_on(facts: LogonFacts | Blocked) -> Result:
         return [
             Finding(
                 Severity.FAIL,
-                f"{facts.username} was refused at {facts.url} (HTTP 401) although Basic is offered: "
-                "the password is wrong or expired, or the account is locked or disabled.",
+                f"{facts.username} was refused at {facts.url} (HTTP 401) although "
+                "Basic is offered: "
+                "the password is wrong or expired, or the account is locked or "
+                "disabled.",
                 evidence=(f"Basic sign-in as {facts.username}: HTTP 401",),
                 fix="logon_rejected",
                 values={"upn": facts.username},
@@ -28,7 +30,8 @@ def service_account_logs_on(facts: LogonFacts | Blocked) -> Result:
         return [
             Finding(
                 Severity.FAIL,
-                f"{facts.url} kept answering ErrorServerBusy to {facts.username} beyond the wait budget.",
+                f"{facts.url} kept answering ErrorServerBusy to {facts.username} "
+                "beyond the wait budget.",
                 evidence=(facts.error or "",),
                 fix="server_busy",
                 values={"upn": facts.username},
@@ -38,7 +41,8 @@ def service_account_logs_on(facts: LogonFacts | Blocked) -> Result:
     return [
         Finding(
             Severity.FAIL,
-            f"The sign-in of {facts.username} at {facts.url} did not complete: {facts.error_code}.",
+            f"The sign-in of {facts.username} at {facts.url} did not complete: "
+            f"{facts.error_code}.",
             evidence=(facts.error or "",),
             fix="logon_failed",
             values={"url": facts.url},

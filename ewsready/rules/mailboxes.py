@@ -65,7 +65,8 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
                     read.address,
                     False,
                     "NoWriteRight",
-                    "the calendar can be read but no event can be added (Editor needed)",
+                    "the calendar can be read but no event can be added (Editor "
+                    "needed)",
                     read.read_as,
                 )
             )
@@ -87,7 +88,8 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
         findings.append(
             Finding(
                 Severity.FAIL,
-                f"The service account {upn} cannot use {plural(len(reads), 'calendar')} of {total} {mode} "
+                f"The service account {upn} cannot use "
+                f"{plural(len(reads), 'calendar')} of {total} {mode} "
                 f"({', '.join(codes)}): {listing(r.address for r in reads)}.",
                 evidence=tuple(_describe(r) for r in reads[:200])
                 + ((f"... and {len(reads) - 200} more",) if len(reads) > 200 else ()),
@@ -151,9 +153,11 @@ def invited_addresses_are_primary(facts: AddressFacts | Blocked) -> Result:
         findings.append(
             Finding(
                 Severity.FAIL,
-                f"{r.invited} is a secondary address{owner}; invite the user as the primary SMTP address {r.primary}.",
+                f"{r.invited} is a secondary address{owner}; invite the user as the "
+                f"primary SMTP address {r.primary}.",
                 evidence=(
-                    f"ResolveNames smtp:{r.invited} -> {r.display_name or '?'} <{r.primary}>",
+                    f"ResolveNames smtp:{r.invited} -> {r.display_name or '?'} "
+                    f"<{r.primary}>",
                 ),
                 fix="address_not_primary",
                 values={"invited": r.invited, "primary": r.primary},
@@ -165,7 +169,8 @@ def invited_addresses_are_primary(facts: AddressFacts | Blocked) -> Result:
         findings.append(
             Finding(
                 Severity.FAIL,
-                f"{plural(len(rest), 'more invited address', 'more invited addresses')} are secondary addresses.",
+                f"{plural(len(rest), 'more invited address', 'more invited addresses')}"
+                " are secondary addresses.",
                 evidence=tuple(f"{r.invited} -> {r.primary}" for r in rest),
                 fix="address_not_primary",
                 values={"invited": rest[0].invited, "primary": rest[0].primary},

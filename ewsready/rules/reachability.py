@@ -134,7 +134,8 @@ def endpoint_accepts_connections(reach: Reachability) -> Result:
     return [
         Finding(
             Severity.FAIL,
-            f"{reach.host} port {reach.port} does not accept {what} at {listing([a.address for a in failed])}.",
+            f"{reach.host} port {reach.port} does not accept {what} at "
+            f"{listing([a.address for a in failed])}.",
             evidence=evidence,
             fix="tcp_unreachable",
             values={"host": reach.host, "port": reach.port},

@@ -63,7 +63,8 @@ def build_supported(
         return [
             Finding(
                 Severity.WARN,
-                f"{name} (build {info.text}) has been out of support since {info.ended:%Y-%m-%d}.",
+                f"{name} (build {info.text}) has been out of support since "
+                f"{info.ended:%Y-%m-%d}.",
                 evidence=tuple(evidence),
                 fix="version_out_of_support",
                 values={
@@ -79,8 +80,10 @@ def build_supported(
         return [
             Finding(
                 Severity.WARN,
-                f"{name} (build {info.text}) is behind {latest.name} ({'.'.join(map(str, latest.build))}, "
-                f"released {latest.date:%Y-%m-%d}); Subscription Edition is supported only on current updates.",
+                f"{name} (build {info.text}) is behind {latest.name} "
+                f"({'.'.join(map(str, latest.build))}, "
+                f"released {latest.date:%Y-%m-%d}); Subscription Edition is supported "
+                "only on current updates.",
                 evidence=tuple(evidence),
                 fix="version_out_of_support",
                 values={
@@ -98,7 +101,8 @@ def build_supported(
         return [
             Finding(
                 Severity.INFO,
-                f"Build {info.text} is not in the build table; it sits between known {info.product} releases.",
+                f"Build {info.text} is not in the build table; it sits between known "
+                f"{info.product} releases.",
                 evidence=tuple(evidence),
                 fix="version_unknown_build",
                 values={"build": info.text},
