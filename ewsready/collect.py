@@ -214,6 +214,13 @@ class Collector:
             "ews_url",
         )
 
+    def audited_url(self) -> str | None:
+        """The URL the signed-in checks used, if the run got that far."""
+        if not hasattr(self, "_cached_url"):
+            return None
+        url = self.effective_url()
+        return None if isinstance(url, Blocked) else url
+
     def offered(self) -> HttpAnswer | Blocked:
         url = self.effective_url()
         if isinstance(url, Blocked):

@@ -107,6 +107,10 @@ def verdict_detail(meta: dict, results: Sequence[CheckResult]) -> str:
         notes.append(f"only {ran} of {total} checks were selected")
     if not results:
         notes.append("no check ran, so nothing was audited")
+    if meta.get("audited_url"):
+        notes.append(
+            f"the URL given is not EWS; the signed-in checks used {meta['audited_url']}"
+        )
     return "; ".join(notes)
 
 

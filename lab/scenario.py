@@ -108,6 +108,8 @@ class Scenario:
     reject_password: bool = False
     dns_records: tuple[DnsRecord, ...] = ()
     mailboxes: tuple[LabMailbox, ...] = ()
+    # This many extra user mailboxes (user00000@<domain of service_upn>...), all invited.
+    generated_users: int = 0
     audit: AuditPlan = field(default_factory=AuditPlan)
     expect: Expectation = field(default_factory=Expectation)
 
@@ -172,6 +174,12 @@ def parse_scenario(data: dict, name: str) -> Scenario:
         expect=expect,
     )
 
+    if scenario.generated_users:
+        domain = scenario.service_upn.rpartition("@")[2]
+        scenario = replace(
+            scenario.with_generated_users(scenario.generated_users, domain),
+            generated_users=0,
+        )
     _check_choice(scenario.certificate, CERTIFICATE_VARIANTS, f"{where} certificate")
     _check_choice(scenario.audit.access, ACCESS_MODES, f"{where} audit.access")
     for record in records:

@@ -63,13 +63,18 @@ def test_4_owa_url_is_recognised_and_the_ews_url_proposed(scenario_run):
     base = run.document["url"].removesuffix("/owa")
     assert (
         f"{base}/owa is an Outlook on the web (OWA) URL; the calendar service needs "
-        "the "
-        f"EWS endpoint {base}/EWS/Exchange.asmx."
+        f"the EWS endpoint {base}/EWS/Exchange.asmx."
     ) in run.sentences("failure")
     assert (
         f"# Give the calendar service this URL instead: '{base}/EWS/Exchange.asmx'"
         in run.commands()
     )
+    proposed = f"{base}/EWS/Exchange.asmx"
+    assert (
+        f"note: the URL given is not EWS; signed-in checks used {proposed}"
+        in run.stdout
+    )
+    assert run.document["audited_url"] == proposed
 
 
 def test_5_exchange_2010_is_below_the_minimum(scenario_run):

@@ -135,3 +135,9 @@ def test_canary_password_appears_in_no_output(tmp_path):
         for path in (tmp_path / "reports").rglob("*"):
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
+
+
+def test_long_scans_show_progress(scenario_run):
+    run = scenario_run("many_mailboxes")
+    assert "ewsready: resolving invited addresses: 405/405" in run.stdout
+    assert "ewsready: reading calendars: 405/405" in run.stdout
