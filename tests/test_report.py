@@ -1,0 +1,100 @@
+import json
+
+import pytest
+
+from ewsready import report
+from ewsready.findings import Finding, Severity
+
+HOSTILE = "<script>alert(1)</script>\"'$(Remove-Mailbox)`\n# x"
+
+
+def rendered(
+    severity=Severity.FAIL, sentence=f"{HOSTILE} is a secondary address.", **kw
+):
+    finding = Finding(
+        severity,
+        sentence,
+        evidence=(HOSTILE,),
+        fix="address_not_primary",
+        values={"invited": HOSTILE, "primary": "a@contoso.example"},
+        **kw,
+    )
+    return report.render(finding)
+
+
+def result(severity=Severity.FAIL, outcome="failed", findings=None):
+    return report.CheckResult(
+        "checks/x.py::t",
+        "A check",
+        ("invited_address",),
+        outcome,
+        severity,
+        [rendered()] if findings is None else findings,
+    )
+
+
+def test_finding_html_escapes_tenant_strings():
+    html = report.finding_html(rendered())
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'href="https://learn.microsoft.com/' in html
+
+
+def test_summary_escapes_and_lists_actionable_findings():
+    html = report.summary_html({"started": "now"}, [result()])
+    assert "<script>" not in html
+    assert "What to fix (1)" in html
+    assert "NOT READY" in html
+
+
+def test_fix_values_are_quoted_for_powershell():
+    commands = rendered().commands
+    assert "Set-Mailbox -Identity 'a@contoso.example'" in commands
+    assert "[char]10" in commands  # the newline cannot start a new command
+
+
+def test_remediation_comments_cannot_break_out():
+    script = report.remediation_ps1(
+        {"organisation": "x\nRemove-Mailbox -Identity *"}, [result()]
+    )
+    for line in script.splitlines():
+        assert line == "" or line.startswith(
+            ("#", "Get-", "@(", "$", "{", "}", "    ", "Set-", "(")
+        ), line
+    assert "\nRemove-Mailbox" not in script
+
+
+def test_results_json_is_valid_and_complete():
+    document = json.loads(report.results_json({"url": "u"}, [result()]))
+    assert document["verdict"] == "NOT READY"
+    assert document["ready"] is False
+    assert document["checks"][0]["findings"][0]["fix"] == "address_not_primary"
+
+
+PASS = result(Severity.PASS, "passed", [])
+WARN = result(Severity.WARN, "passed", [])
+FAIL = result()
+
+
+@pytest.mark.parametrize(
+    "meta, results, verdict",
+    [
+        ({}, [PASS, WARN], "READY"),
+        ({}, [PASS, FAIL], "NOT READY"),
+        ({}, [], "NO CHECKS RUN"),
+        ({"deselected": 3}, [PASS], "PARTIAL"),
+        ({"deselected": 3}, [FAIL], "NOT READY"),
+        ({"interrupted": True}, [PASS], "INCOMPLETE"),
+        ({"interrupted": True}, [FAIL], "NOT READY, INCOMPLETE"),
+        ({}, [result(Severity.BLOCKED, "skipped", [])], "NOT READY"),
+        ({}, [result(Severity.UNKNOWN, "failed", [])], "NOT READY"),
+    ],
+)
+def test_verdict(meta, results, verdict):
+    assert report.verdict(meta, results) == verdict
+    assert report.is_ready_run(meta, results) is (verdict == "READY")
+
+
+def test_a_failed_check_without_findings_could_not_evaluate():
+    assert report.severity_of("failed", []) == Severity.UNKNOWN
+    assert report.severity_of("skipped", []) == Severity.BLOCKED
