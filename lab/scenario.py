@@ -59,10 +59,83 @@ class LabMailbox:
     # The service account's AccessRights on this mailbox's calendar folder.
     delegate_right: str = "Editor"
     send_as: bool = True
+    # An explicit Deny on Send As for the service account (Deny wins over Allow).
+    send_as_deny: bool = False
     in_impersonation_scope: bool = True
 
     def addresses(self) -> tuple[str, ...]:
         return (self.primary, *self.aliases)
+
+    @property
+    def alias(self) -> str:
+        return self.primary.partition("@")[0]
+
+
+@dataclass(frozen=True)
+class LabServer:
+    """An Exchange server as Get-ExchangeServer and its virtual directories show it.
+
+    Empty strings take defaults from the scenario: version from server_version, the
+    IIS certificate from certificate, the EWS ExternalUrl from ews_host; "none" leaves
+    ExternalUrl unset (Nil), as on a server nobody published.
+    """
+
+    name: str = "EX01"
+    domain: str = "contoso.local"
+    version: str = ""
+    roles: tuple[str, ...] = ("Mailbox",)
+    edition: str = "Standard"
+    ews_basic: bool = True
+    ews_windows: bool = True
+    ews_internal_url: str = ""
+    ews_external_url: str = ""
+    iis_certificate: str = ""
+    # Further certificates in the server's store, by variant (Exchange's own self-signed
+    # certificate for SMTP and the Auth certificate are on every real server).
+    other_certificates: tuple[str, ...] = ("self_signed",)
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name.lower()}.{self.domain}"
+
+
+@dataclass(frozen=True)
+class LabRoleAssignment:
+    name: str
+    role: str = "ApplicationImpersonation"
+    assignee: str = ""  # a user's UPN or a group's name
+    assignee_type: str = "User"  # User, SecurityGroup or RoleGroup
+    scope: str = ""  # CustomRecipientWriteScope; "" means Organization
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class LabScope:
+    """A management scope. Its members are the mailboxes marked in_impersonation_scope:
+    the lab does not evaluate OPATH, it answers Get-Recipient for this filter with them.
+    """
+
+    name: str
+    filter: str
+
+
+@dataclass(frozen=True)
+class LabGroup:
+    name: str
+    members: tuple[str, ...] = ()
+    kind: str = "SecurityGroup"  # or RoleGroup
+
+
+@dataclass(frozen=True)
+class LabAccount:
+    """The service account as Active Directory shows it."""
+
+    enabled: bool = True
+    locked: bool = False
+    password_never_expires: bool = False
+    password_last_set_days_ago: float = 10.0
+    # Days until the password expires; negative when it already has.
+    password_expires_in_days: float = 80.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +183,39 @@ class Scenario:
     mailboxes: tuple[LabMailbox, ...] = ()
     # This many extra user mailboxes (user00000@<domain of service_upn>...), all invited.
     generated_users: int = 0
+    # Exchange's own configuration, as the shell shows it (issue: inside view).
+    servers: tuple[LabServer, ...] = (LabServer(),)
+    role_assignments: tuple[LabRoleAssignment, ...] | None = None  # None: derived
+    scopes: tuple[LabScope, ...] | None = None  # None: derived
+    groups: tuple[LabGroup, ...] = ()
+    account: LabAccount = field(default_factory=LabAccount)
+
+    def effective_assignments(self) -> tuple[LabRoleAssignment, ...]:
+        """The scenario's assignments, or the usual one when it names none: the service
+        account's ApplicationImpersonation over the CalendarServiceMailboxes scope,
+        present when impersonation_enabled."""
+        if self.role_assignments is not None:
+            return self.role_assignments
+        if not self.impersonation_enabled:
+            return ()
+        return (
+            LabRoleAssignment(
+                name="CalendarServiceImpersonation",
+                assignee=self.service_upn,
+                scope="CalendarServiceMailboxes",
+            ),
+        )
+
+    def effective_scopes(self) -> tuple[LabScope, ...]:
+        if self.scopes is not None:
+            return self.scopes
+        return (
+            LabScope(
+                name="CalendarServiceMailboxes",
+                filter="CustomAttribute15 -eq 'CalendarService'",
+            ),
+        )
+
     audit: AuditPlan = field(default_factory=AuditPlan)
     expect: Expectation = field(default_factory=Expectation)
 
@@ -163,6 +269,22 @@ def parse_scenario(data: dict, name: str) -> Scenario:
         _build(LabMailbox, m, f"{where} mailboxes") for m in data.pop("mailboxes", [])
     )
     audit = _build(AuditPlan, data.pop("audit", {}), f"{where} [audit]")
+    servers = tuple(
+        _build(LabServer, x, f"{where} servers") for x in data.pop("servers", [{}])
+    )
+    assignments = data.pop("role_assignments", None)
+    if assignments is not None:
+        assignments = tuple(
+            _build(LabRoleAssignment, x, f"{where} role_assignments")
+            for x in assignments
+        )
+    scopes = data.pop("scopes", None)
+    if scopes is not None:
+        scopes = tuple(_build(LabScope, x, f"{where} scopes") for x in scopes)
+    groups = tuple(
+        _build(LabGroup, x, f"{where} groups") for x in data.pop("groups", [])
+    )
+    account = _build(LabAccount, data.pop("account", {}), f"{where} [account]")
     expect = _build(Expectation, data.pop("expect", {}), f"{where} [expect]")
     data.setdefault("name", name)
     scenario = _build(Scenario, data, where)
@@ -172,6 +294,11 @@ def parse_scenario(data: dict, name: str) -> Scenario:
         mailboxes=mailboxes,
         audit=audit,
         expect=expect,
+        servers=servers,
+        role_assignments=assignments,
+        scopes=scopes,
+        groups=groups,
+        account=account,
     )
 
     if scenario.generated_users:
