@@ -3,36 +3,36 @@
 import pytest
 
 from ewsready.rules import certificate as rules
-from fixtures.expect import expect
+from fixtures.expect import expect, for_each
 
 pytestmark = pytest.mark.certificate
 
 
-def test_certificate_chains_to_a_public_root(certificate):
+def test_certificate_chains_to_a_public_root(certificates):
     """The calendar service trusts only public certificate authorities."""
-    expect(rules.chains_to_public_root(certificate))
+    expect(for_each(rules.chains_to_public_root, certificates))
 
 
-def test_server_sends_the_whole_chain(certificate):
+def test_server_sends_the_whole_chain(certificates):
     """Intermediates must be sent: the calendar service does not fetch them."""
-    expect(rules.sends_whole_chain(certificate))
+    expect(for_each(rules.sends_whole_chain, certificates))
 
 
-def test_certificate_names_the_ews_host(certificate):
+def test_certificate_names_the_ews_host(certificates):
     """The certificate must name the host in the EWS URL."""
-    expect(rules.names_the_host(certificate))
+    expect(for_each(rules.names_the_host, certificates))
 
 
-def test_certificate_is_within_its_validity(certificate):
+def test_certificate_is_within_its_validity(certificates):
     """Not expired; a warning when fewer than 30 days remain."""
-    expect(rules.within_validity(certificate))
+    expect(for_each(rules.within_validity, certificates))
 
 
-def test_certificate_key_and_signature_are_strong(certificate):
+def test_certificate_key_and_signature_are_strong(certificates):
     """RSA 2048 or EC 256 at least, signed with SHA-256 or better."""
-    expect(rules.strong_key_and_signature(certificate))
+    expect(for_each(rules.strong_key_and_signature, certificates))
 
 
-def test_tls_version_is_current(certificate):
+def test_tls_version_is_current(certificates):
     """TLS 1.2 or later is negotiated."""
-    expect(rules.current_tls(certificate))
+    expect(for_each(rules.current_tls, certificates))

@@ -60,8 +60,7 @@ class Collector:
         self.progress = progress
         self.counter = ews.RequestCounter()
         self._lock = threading.RLock()
-        self._chain: list[bytes] = []
-        self._cipher: str | None = None
+        self._chains: dict[str, tuple[list[bytes], str | None]] = {}
         self._version: Version | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="ewsready-"))
 
@@ -104,10 +103,9 @@ class Collector:
     @_once
     def reachability(self) -> Reachability:
         s = self.settings
-        reach, chain, cipher = network.probe_reachability(
+        reach, self._chains = network.probe_reachability(
             self.host, self.port, s.resolvers, s.connect_timeout, lab=s.lab
         )
-        self._chain, self._cipher = chain, cipher
         good = tuple(a.address for a in reach.attempts if a.tcp_ok and a.tls_ok)
         # In lab mode the route is set even when empty, so that no request for the
         # lab's host name ever falls back to the machine's own resolver.
@@ -123,50 +121,66 @@ class Collector:
         return unreachable(self.reachability())
 
     @_once
-    def certificate(self) -> CertificateFacts | Blocked:
+    def certificates(self) -> list[CertificateFacts] | Blocked:
+        """One CertificateFacts per distinct chain the addresses sent (with the
+        addresses that sent it), so every front end's certificate is judged."""
         blocked = self.reach_blocked()
         if blocked:
             return blocked
         reach = self.reachability()
-        attempt = next(a for a in reach.attempts if a.tcp_ok and a.tls_ok)
         roots = network.load_store(self.public_roots)
-        return network.certificate_facts(
-            self.host,
-            attempt.address,
-            self.port,
-            self._chain,
-            attempt.tls_version,
-            self._cipher,
-            roots,
-            self.store_name,
-        )
+        by_chain: dict[tuple[bytes, ...], list[str]] = {}
+        for attempt in reach.attempts:
+            if attempt.tcp_ok and attempt.tls_ok and attempt.address in self._chains:
+                chain = tuple(self._chains[attempt.address][0])
+                by_chain.setdefault(chain, []).append(attempt.address)
+        facts = []
+        for chain, addresses in by_chain.items():
+            first = next(a for a in reach.attempts if a.address == addresses[0])
+            facts.append(
+                network.certificate_facts(
+                    self.host,
+                    ", ".join(addresses),
+                    self.port,
+                    list(chain),
+                    first.tls_version,
+                    self._chains[addresses[0]][1],
+                    roots,
+                    self.store_name,
+                )
+            )
+        return facts
 
     def credentials_blocked(self) -> Blocked | None:
-        """Credentials go only over TLS that verifies against the credential store."""
+        """Credentials go only over TLS that verifies against the credential store,
+        at every address the host name leads to."""
         blocked = self.reach_blocked()
         if blocked:
             return blocked
-        facts = self.certificate()
-        assert isinstance(facts, CertificateFacts)
-        weak = weaknesses(facts)
-        if weak:
-            return Blocked(
-                f"the certificate on {self.host} is too weak for current TLS clients "
-                f"({weak[0]}); the password is not sent over it",
-                "certificate",
-            )
-        if facts.verified:
-            return None
+        all_facts = self.certificates()
+        assert isinstance(all_facts, list)
         roots = network.load_store([self.credential_bundle])
         now = dt.datetime.now(dt.UTC)
-        if network.verify_chain(self.host, self._chain, roots, now) is None:
-            return None
-        log.debug("credentials withheld from %s: %s", self.host, facts.verify_error)
-        return Blocked(
-            f"the certificate on {self.host} does not verify, and the password is sent "
-            "only over verified TLS",
-            "certificate",
-        )
+        for facts in all_facts:
+            weak = weaknesses(facts)
+            if weak:
+                return Blocked(
+                    f"the certificate on {self.host} is too weak for current TLS "
+                    f"clients ({weak[0]}); the password is not sent over it",
+                    "certificate",
+                )
+            if facts.verified:
+                continue
+            chain = self._chains[facts.address.split(", ")[0]][0]
+            if network.verify_chain(self.host, chain, roots, now) is None:
+                continue
+            log.debug("credentials withheld from %s: %s", self.host, facts.verify_error)
+            return Blocked(
+                f"the certificate on {self.host} ({facts.address}) does not verify, and "
+                "the password is sent only over verified TLS",
+                "certificate",
+            )
+        return None
 
     # --- URL and offered authentication -----------------------------------------------
 
@@ -299,6 +313,8 @@ class Collector:
             elif resolution.code == "ErrorNameResolutionNoResults":
                 unresolved.append(resolution.invited)
             else:
+                # Resolution failed for another reason: read by the invited address, so
+                # calendar access is still judged on its own.
                 pairs.append((resolution.invited, resolution.invited))
         if not pairs and unresolved:
             return Blocked("no invited address belongs to a mailbox", "invited_address")

@@ -19,6 +19,11 @@ def _breaks_line(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cf") and char != "\u200d"
 
 
+def _utf16_units(char: str) -> list[int]:
+    data = char.encode("utf-16-le", "surrogatepass")
+    return [int.from_bytes(data[i : i + 2], "little") for i in range(0, len(data), 2)]
+
+
 def quote(value: object) -> str:
     """A PowerShell expression that evaluates to exactly `str(value)`, on one line."""
     text = str(value)
@@ -33,7 +38,9 @@ def quote(value: object) -> str:
     for char in text:
         if _breaks_line(char):
             close_literal()
-            parts.append(f"[char]{ord(char)}")
+            # [char] is one UTF-16 unit: characters beyond U+FFFF take two.
+            for unit in _utf16_units(char):
+                parts.append(f"[char]{unit}")
         elif char in SINGLE_QUOTES:
             literal.append(char * 2)
         else:

@@ -21,6 +21,7 @@ import markupsafe
 from ewsready import __version__
 from ewsready.catalogue import remedy
 from ewsready.findings import Finding, Severity
+from ewsready.text import without_bidi_overrides
 
 ENV = jinja2.Environment(
     autoescape=True,
@@ -163,8 +164,8 @@ def render(finding: Finding) -> RenderedFinding:
         title = why = doc = commands = None
     return RenderedFinding(
         finding.severity,
-        finding.sentence,
-        finding.evidence,
+        without_bidi_overrides(finding.sentence),
+        tuple(without_bidi_overrides(line) for line in finding.evidence),
         finding.fix,
         title,
         why,
@@ -306,12 +307,25 @@ def _comment(text: str) -> str:
     return "".join(c if c.isprintable() else " " for c in str(text))
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, encoding: str = "utf-8") -> None:
+    """Write to a temporary file beside path, then rename: readers never see half a
+    file, and a failed write leaves no debris."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(
+            handle, "w", encoding=encoding, errors="backslashreplace"
+        ) as out:
+            out.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# Windows PowerShell 5.1 reads a script without a byte-order mark in the ANSI code
+# page; the BOM makes it read UTF-8, so quoted values stay exactly as written.
+PS1_ENCODING = "utf-8-sig"

@@ -26,11 +26,47 @@ log = logging.getLogger(__name__)
 ACCESS_MODES = ("impersonation", "delegate")
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8", "9.9.9.9")
 PASSWORD_ENV = "EWSREADY_PASSWORD"
-ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Local part and domain without separators or spaces; control characters are refused
+# separately (see _clean), so a CSV with ';' or a pasted "Name <a@b>" is caught.
+ADDRESS = re.compile(
+    r"^[^@\s,;<>()\[\]\\\"]+@[^@\s,;<>()\[\]\\\"]+\.[^@\s,;<>()\[\]\\\"]+$"
+)
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
 class SettingsError(ValueError):
     """A user mistake in the settings; the message is meant to be shown as it is."""
+
+
+def _clean(value: str, name: str) -> str:
+    """Refuse control characters and undecodable bytes: they end up in reports,
+    terminals and PowerShell commands."""
+    import unicodedata
+
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            raise SettingsError(
+                f"{name}: {value.encode('utf-8', 'backslashreplace').decode()!r} "
+                f"holds the control character U+{ord(char):04X}"
+            )
+    return value
+
+
+def check_host(host: str, name: str) -> str:
+    """A DNS name (labels of 1 to 63 letters, digits or hyphens) or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise SettingsError(f"{name}: {host!r} is not a valid host name") from None
+    labels = ascii_host.rstrip(".").split(".")
+    if len(ascii_host) > 253 or not all(HOST_LABEL.match(x.lower()) for x in labels):
+        raise SettingsError(f"{name}: {host!r} is not a valid host name")
+    return host
 
 
 @dataclass(frozen=True)
@@ -121,6 +157,12 @@ def read_tenant_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path}: cannot be read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"{path}: not UTF-8 text; save the tenant file as UTF-8"
+        ) from None
+    except IsADirectoryError:
+        raise SettingsError(f"{path}: is a folder, not a tenant file") from None
 
     flat: dict[str, Any] = {}
     for key, value in raw.items():
@@ -161,22 +203,31 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
 
 
 def check_ews_url(url: str, name: str = "ews.url") -> str:
-    """An absolute https URL with a host; the path is judged by the ews_url check."""
-    parts = urlsplit(url.strip())
+    """An absolute https URL with a valid host; the path is judged by the ews_url check."""
+    url = _clean(url.strip(), name)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # urllib raises here for a port out of range
+    except ValueError as exc:
+        raise SettingsError(f"{name} = {url!r} is not a valid URL ({exc})") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise SettingsError(
             f"{name} = {url!r} is not an absolute URL; expected "
             "https://mail.example.com/EWS/Exchange.asmx"
         )
-    try:
-        _ = parts.port  # urllib raises here for a port out of range
-    except ValueError:
-        raise SettingsError(f"{name} = {url!r} has an invalid port") from None
-    return url.strip()
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(
+            f"{name}: the URL holds a user name or password; give the service account "
+            "in service_account.username and the password through EWSREADY_PASSWORD"
+        )
+    if port == 0:
+        raise SettingsError(f"{name} = {url!r} has port 0")
+    check_host(parts.hostname, name)
+    return url
 
 
 def check_address(address: str, name: str) -> str:
-    address = address.strip()
+    address = _clean(address.strip(), name)
     if not ADDRESS.match(address):
         raise SettingsError(f"{name}: {address!r} is not an e-mail address")
     return address
@@ -216,6 +267,10 @@ def read_mailbox_csv(path: Path) -> tuple[str, ...]:
         ) from None
     except UnicodeDecodeError:
         raise SettingsError(f"mailboxes.csv {path}: not UTF-8 text") from None
+    except csv.Error as exc:
+        raise SettingsError(
+            f"mailboxes.csv {path}: not a readable CSV ({exc})"
+        ) from None
     if not rows:
         return ()
     header = [cell.strip().casefold() for cell in rows[0]]
@@ -232,6 +287,8 @@ def read_mailbox_csv(path: Path) -> tuple[str, ...]:
 
 
 def read_password_file(path: Path) -> Secret:
+    if path.exists() and not path.is_file():
+        raise SettingsError(f"service_account.password_file {path}: not a regular file")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -292,7 +349,12 @@ def build_settings(
         return file_values.get(key)
 
     def path(value: str) -> Path:
-        candidate = Path(value).expanduser()
+        try:
+            candidate = Path(value).expanduser()
+        except RuntimeError:
+            raise SettingsError(
+                f"{value!r}: the home folder in this path is unknown"
+            ) from None
         return candidate if candidate.is_absolute() else base_dir / candidate
 
     url = pick("ews.url", "EWSREADY_URL")
@@ -304,6 +366,8 @@ def build_settings(
     url = check_ews_url(str(url))
 
     username = pick("service_account.username", "EWSREADY_USERNAME")
+    if username:
+        username = _clean(str(username), "service_account.username")
     if not username:
         raise SettingsError(
             "service_account.username is not set; expected the service account's UPN"
@@ -316,6 +380,12 @@ def build_settings(
         )
 
     if env.get(PASSWORD_ENV):
+        try:
+            env[PASSWORD_ENV].encode("utf-8")
+        except UnicodeEncodeError:
+            raise SettingsError(
+                f"{PASSWORD_ENV} holds bytes that are not UTF-8"
+            ) from None
         password = Secret(env[PASSWORD_ENV])
     elif file_values.get("service_account.password_file"):
         password = read_password_file(
@@ -348,7 +418,7 @@ def build_settings(
     resolvers = file_values.get("network.resolvers")
     resolver_tuple = (
         tuple(parse_resolver(str(r)) for r in resolvers)
-        if resolvers
+        if resolvers is not None
         else Settings.__dataclass_fields__["resolvers"].default
     )
     if not resolver_tuple:
@@ -364,8 +434,9 @@ def build_settings(
         raise SettingsError(f"network.workers = {workers!r} must be from 1 to 64")
 
     return Settings(
-        organisation=str(
-            pick("organisation") or urlsplit(url).hostname or "organisation"
+        organisation=_clean(
+            str(pick("organisation") or urlsplit(url).hostname or "organisation"),
+            "organisation",
         ),
         ews_url=url,
         username=str(username),

@@ -38,3 +38,8 @@ def test_quoted_values_stay_on_one_line():
 def test_quote_list():
     assert quote_list(["a@x", "b'c@x"]) == "@('a@x', 'b''c@x')"
     assert quote_list([]) == "@()"
+
+
+def test_characters_beyond_the_basic_plane_take_two_char_units():
+    # U+E0041 (a tag character, format category): [char] holds one UTF-16 unit.
+    assert quote("a\U000e0041b") == "('a' + [char]56128 + [char]56385 + 'b')"

@@ -17,7 +17,7 @@ def test_a_full_audit_sends_only_read_operations(name):
         collector = Collector(lab_settings(lab), [lab.public_root_bundle], "lab root")
         try:
             collector.reachability()
-            collector.certificate()
+            collector.certificates()
             collector.url()
             collector.logon()
             collector.addresses()

@@ -120,3 +120,12 @@ def test_no_answer_could_not_evaluate():
     )
     [finding] = rules.answers_like_ews(facts)
     assert finding.severity == Severity.UNKNOWN
+
+
+def test_query_string_fails():
+    facts = UrlFacts(f"{EWS}?x=1", CHALLENGE)
+    [finding] = rules.is_ews_path(facts)
+    assert finding.sentence == (
+        f"{EWS}?x=1 carries '?x=1' after the path; give the calendar service the plain "
+        f"EWS URL {EWS}."
+    )

@@ -159,3 +159,19 @@ def test_many_secondary_addresses_are_summarised():
     findings = rules.invited_addresses_are_primary(AddressFacts(resolutions))
     assert len(findings) == rules.DETAILED_LIMIT + 1
     assert findings[-1].sentence == "5 more invited addresses are secondary addresses."
+
+
+def test_a_resolution_error_is_not_a_missing_mailbox():
+    facts = AddressFacts(
+        (AddressResolution("a@c.example", False, code="ErrorInternalServerError"),)
+    )
+    [finding] = rules.invited_addresses_are_primary(facts)
+    assert finding.severity == Severity.UNKNOWN
+    assert finding.sentence == "1 invited address could not be resolved: a@c.example."
+
+
+def test_delegate_without_effective_rights_could_not_evaluate():
+    facts = access("delegate", ok("a@c.example", can_write=None))
+    [finding] = rules.every_calendar_readable(facts, UPN)
+    assert finding.severity == Severity.UNKNOWN
+    assert "no EffectiveRights" in finding.sentence

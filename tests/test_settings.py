@@ -57,7 +57,7 @@ def test_command_line_beats_environment_beats_file():
         (
             {"ews.url": "https://mail.contoso.example:99999/EWS/Exchange.asmx"},
             None,
-            "has an invalid port",
+            "is not a valid URL (Port out of range",
         ),
         (
             {"ews.access": "owner"},
@@ -214,3 +214,69 @@ def test_aws_secret_reader_is_used(tmp_path):
 )
 def test_parse_resolver(text, resolver):
     assert parse_resolver(text) == resolver
+
+
+@pytest.mark.parametrize(
+    "values, env, message",
+    [
+        ({"ews.url": "https://[::1/EWS/Exchange.asmx"}, None, "is not a valid URL"),
+        (
+            {"ews.url": "https://svc:Hunter2@mail.c.example/EWS/Exchange.asmx"},
+            None,
+            "holds a user name or password",
+        ),
+        ({"ews.url": "https://mail.c.example:0/EWS/Exchange.asmx"}, None, "has port 0"),
+        (
+            {"ews.url": "https://a..b.example/EWS/Exchange.asmx"},
+            None,
+            "is not a valid host name",
+        ),
+        (
+            {"ews.url": f"https://{'x' * 70}.example/EWS/Exchange.asmx"},
+            None,
+            "is not a valid host name",
+        ),
+        (
+            {"mailboxes.invited": ["a\x1b[31mb@c.example"]},
+            None,
+            "holds the control character U+001B",
+        ),
+        ({"mailboxes.invited": ["ana@x.com;Ana"]}, None, "is not an e-mail address"),
+        ({"network.resolvers": []}, None, "network.resolvers is empty"),
+        (
+            {"organisation": "Contoso\u202e"},
+            None,
+            "organisation: 'Contoso\\u202e' holds the control character U+202E",
+        ),
+        (
+            {},
+            {"EWSREADY_PASSWORD": "x", "EWSREADY_USERNAME": "svc\udcff@c.example"},
+            "holds the control character U+DCFF",
+        ),
+    ],
+)
+def test_hostile_or_odd_values_are_refused(values, env, message):
+    with pytest.raises(SettingsError) as caught:
+        build(values, env=env)
+    assert message in str(caught.value)
+
+
+def test_latin1_tenant_file_is_one_line(tmp_path):
+    path = tmp_path / "tenant.toml"
+    path.write_bytes("organisation = 'Caf\xe9'\n".encode("latin-1"))
+    with pytest.raises(SettingsError, match="not UTF-8 text"):
+        read_tenant_file(path)
+
+
+def test_password_file_must_be_a_regular_file(tmp_path):
+    import os
+
+    fifo = tmp_path / "pw"
+    os.mkfifo(fifo)
+    with pytest.raises(SettingsError, match="not a regular file"):
+        build({"service_account.password_file": str(fifo)}, env={})
+
+
+def test_unknown_home_folder(tmp_path):
+    with pytest.raises(SettingsError, match="home folder"):
+        build({"mailboxes.csv": "~nosuchuser-ewsready/x.csv"})

@@ -84,7 +84,9 @@ def test_contoso_report_folder(tmp_path):
         if f["commands"]
     ]
     assert any("Set-Mailbox -Identity 'user1@contoso.example'" in c for c in commands)
-    script = (run_dir / "remediation.ps1").read_text(encoding="utf-8")
+    # A byte-order mark, so Windows PowerShell 5.1 reads the file as UTF-8.
+    assert (run_dir / "remediation.ps1").read_bytes().startswith(b"\xef\xbb\xbf")
+    script = (run_dir / "remediation.ps1").read_text(encoding="utf-8-sig")
     assert "@('room.harbour@contoso.example') | ForEach-Object" in script
 
 

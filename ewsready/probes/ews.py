@@ -396,6 +396,8 @@ def _read_delegate_batch(
             )
             continue
         rights: EffectiveRights | None = getattr(result, "effective_rights", None)
+        # Without EffectiveRights the folder was visible, which needs read access;
+        # whether events can be added stays unknown (can_write None) and is reported.
         can_read = bool(rights.read) if rights is not None else True
         can_write = (
             bool(rights.create_contents and rights.modify)

@@ -218,12 +218,15 @@ def probe_reachability(
     resolvers: Sequence[Resolver],
     timeout: float,
     lab: bool,
-) -> tuple[Reachability, list[bytes], str | None]:
-    """Resolve, then connect to every global address; only loopback in lab mode."""
+) -> tuple[Reachability, dict[str, tuple[list[bytes], str | None]]]:
+    """Resolve, then connect to every global address; only loopback in lab mode.
+
+    Returns the chain (and cipher) each address sent: behind round-robin DNS or a load
+    balancer, every front end must present a good certificate.
+    """
     answer = resolve(host, resolvers, timeout)
     attempts: list[ConnectAttempt] = []
-    chain: list[bytes] = []
-    cipher: str | None = None
+    chains: dict[str, tuple[list[bytes], str | None]] = {}
     for address in answer.addresses:
         kind = address_kind(address, loopback_is_public=lab)
         if kind != "global":
@@ -245,10 +248,10 @@ def probe_reachability(
             continue
         attempt, sent, used_cipher = connect(host, address, port, timeout)
         attempts.append(attempt)
-        if sent and not chain:
-            chain, cipher = sent, used_cipher
+        if sent:
+            chains[address] = (sent, used_cipher)
     reach = Reachability(host, port, answer, tuple(attempts), loopback_is_public=lab)
-    return reach, chain, cipher
+    return reach, chains
 
 
 # --- certificates -------------------------------------------------------------------

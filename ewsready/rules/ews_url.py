@@ -102,6 +102,19 @@ def is_ews_path(facts: UrlFacts) -> Result:
                 subjects=(facts.given,),
             )
         ]
+    if parts.query or parts.fragment:
+        extra = f"?{parts.query}" if parts.query else f"#{parts.fragment}"
+        return [
+            Finding(
+                Severity.FAIL,
+                f"{facts.given} carries {extra!r} after the path; give the calendar "
+                f"service the plain EWS URL {proposed}.",
+                evidence=(how,),
+                fix="ews_url_not_ews",
+                values={"proposed": proposed, "host": parts.hostname or ""},
+                subjects=(facts.given,),
+            )
+        ]
     if parts.scheme != "https":
         return [
             Finding(

@@ -56,6 +56,11 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
         ]
 
     failing: list[MailboxRead] = []
+    unknown_rights = [
+        r
+        for r in facts.reads
+        if facts.access == "delegate" and r.ok and r.can_write is None
+    ]
     for read in facts.reads:
         if not read.ok:
             failing.append(read)
@@ -70,6 +75,16 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
                     read.read_as,
                 )
             )
+    if not failing and unknown_rights:
+        return [
+            Finding(
+                Severity.UNKNOWN,
+                f"The server did not say what {upn} may do with "
+                f"{plural(len(unknown_rights), 'calendar')} (no EffectiveRights), so "
+                "Editor access could not be confirmed: "
+                f"{listing(r.address for r in unknown_rights)}.",
+            )
+        ]
     if not failing:
         return []
 
@@ -124,7 +139,24 @@ def invited_addresses_are_primary(facts: AddressFacts | Blocked) -> Result:
         ]
 
     findings: list[Finding] = []
-    missing = [r for r in facts.resolutions if not r.found]
+    missing = [
+        r
+        for r in facts.resolutions
+        if not r.found and r.code == "ErrorNameResolutionNoResults"
+    ]
+    unresolved = [r for r in facts.resolutions if not r.found and r not in missing]
+    if unresolved:
+        findings.append(
+            Finding(
+                Severity.UNKNOWN,
+                f"{plural(len(unresolved), 'invited address', 'invited addresses')} could "
+                f"not be resolved: {listing(r.invited for r in unresolved)}.",
+                evidence=tuple(
+                    f"ResolveNames smtp:{r.invited}: {r.code} {r.message}".strip()
+                    for r in unresolved
+                ),
+            )
+        )
     if missing:
         findings.append(
             Finding(

@@ -1,0 +1,29 @@
+"""Text from servers and tenants, made safe to show.
+
+Server answers (Location headers, page titles) and tenant data (display names) can hold
+terminal escape sequences or bidirectional overrides. For a terminal they are spelled
+out (\\x1b); in the HTML page the bidi controls, which would reorder the words after
+them, are shown as <U+202E>.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """For a terminal: control and format characters spelled as escapes."""
+    out = []
+    for char in str(text):
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") and char != "\u200d":
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def without_bidi_overrides(text: str) -> str:
+    """For the page: bidi controls shown as code points instead of applied."""
+    return "".join(f"<U+{ord(c):04X}>" if c in BIDI_CONTROLS else c for c in str(text))
