@@ -143,3 +143,12 @@ def test_long_scans_show_progress(scenario_run):
     run = scenario_run("many_mailboxes")
     assert "ewsready: resolving invited addresses: 405/405" in run.stdout
     assert "ewsready: reading calendars: 405/405" in run.stdout
+
+
+def test_report_dir_that_is_a_file_is_one_line(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    run = run_audit(tmp_path, "--lab", f"--report-dir={blocker}")
+    assert run.returncode == 4
+    assert "cannot make a run folder there" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout

@@ -1,0 +1,610 @@
+"""A folder of Export-Clixml files as a shell source, for `pytest --from-export DIR`.
+
+ExportFolder answers the pipelines the audit runs from the files that the shipped
+collector (ewsready/data/collect.ps1) writes: one file per query, named after the
+cmdlet without its hyphen, plus manifest.json saying how each query went. Pipelines
+map to files through FILES; parameters the audit passes are applied to the loaded
+objects (PARAMETERS says which cmdlet accepts which).
+
+Whatever the export cannot answer raises ShellError with error_id NOT_IN_EXPORT and a
+message starting "not in the export:", so a check reports that it could not evaluate
+instead of passing on an empty list: a missing file, a query the collector recorded as
+failed or skipped, a mailbox it could not read, a parameter value it did not collect
+(another -Role, another -FolderScope), or a parameter offline filtering cannot apply.
+An -Identity that names nothing raises ShellError with Exchange's own error id,
+ManagementObjectNotFoundException, as the live cmdlet would.
+
+Exports not made by collect.ps1 (Export-Clixml run by hand, HealthChecker's data) are
+read too, without a manifest; the per-mailbox files then lack the EwsreadyMailbox note
+property, and rows are matched to mailboxes by their AD identity instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ewsready import clixml
+from ewsready.psobjects import Cmdlet, Pipeline, PSObject, ShellError
+
+log = logging.getLogger(__name__)
+
+NOT_IN_EXPORT = "NotInExport"
+NOT_FOUND = "ManagementObjectNotFoundException"
+MANIFEST = "manifest.json"
+
+# Note properties collect.ps1 adds so that rows can be told apart offline.
+MAILBOX_TAG = "EwsreadyMailbox"
+SERVER_TAG = "EwsreadyServer"
+FILTER_TAG = "EwsreadyRecipientFilter"
+
+# Pipelines (cmdlet names, case-insensitive) and the file that answers each.
+FILES: dict[tuple[str, ...], str] = {
+    ("Get-ExchangeServer",): "GetExchangeServer.xml",
+    ("Get-WebServicesVirtualDirectory",): "GetWebServicesVirtualDirectory.xml",
+    ("Get-ExchangeCertificate",): "GetExchangeCertificate.xml",
+    ("Get-AcceptedDomain",): "GetAcceptedDomain.xml",
+    ("Get-ManagementRoleAssignment",): "GetManagementRoleAssignment.xml",
+    ("Get-ManagementScope",): "GetManagementScope.xml",
+    ("Get-Recipient",): "GetRecipient.xml",
+    ("Get-User",): "GetUser.xml",
+    ("Get-ADUser",): "GetADUser.xml",
+    ("Get-Mailbox",): "GetMailbox.xml",
+    ("Get-MailboxFolderStatistics",): "GetMailboxFolderStatistics.xml",
+    ("Get-Mailbox", "Get-MailboxFolderStatistics"): "GetMailboxFolderStatistics.xml",
+    ("Get-MailboxFolderPermission",): "GetMailboxFolderPermission.xml",
+    ("Get-ADPermission",): "GetADPermission.xml",
+    ("Get-Mailbox", "Get-ADPermission"): "GetADPermission.xml",
+}
+KNOWN_FILES = frozenset(FILES.values())
+
+# Files whose rows belong to one mailbox each (tagged EwsreadyMailbox by collect.ps1).
+PER_MAILBOX = frozenset(
+    {
+        "GetMailboxFolderStatistics.xml",
+        "GetMailboxFolderPermission.xml",
+        "GetADPermission.xml",
+    }
+)
+
+# Files larger than this are read again for each query instead of kept in memory.
+CACHE_LIMIT = 64 * 1024 * 1024
+
+_IDENTITY_PROPERTIES = (
+    "Identity",
+    "Name",
+    "DistinguishedName",
+    "Guid",
+    "ExchangeGuid",
+    "Alias",
+    "PrimarySmtpAddress",
+    "UserPrincipalName",
+    "SamAccountName",
+    "LegacyExchangeDN",
+    "Fqdn",
+    "DomainName",
+    "Thumbprint",
+    "ObjectGUID",
+    "SID",
+    "WindowsEmailAddress",
+)
+_PRINCIPAL_PROPERTIES = (*_IDENTITY_PROPERTIES, "DisplayName")
+
+
+class ExportFolderError(ValueError):
+    """The folder given to --from-export is missing or holds no known export file."""
+
+
+def _not_in_export(message: str) -> ShellError:
+    return ShellError(f"not in the export: {message}", error_id=NOT_IN_EXPORT)
+
+
+def _texts(value: Any) -> list[str]:
+    """The texts a value can be matched by: strings, objects' ToString, list items."""
+    if value is None:
+        return []
+    if isinstance(value, tuple | list):
+        return [text for item in value for text in _texts(item)]
+    if isinstance(value, PSObject):
+        return [value.text] if value.text is not None else []
+    return [str(value)]
+
+
+def _folded(values: Iterable[Any]) -> set[str]:
+    return {text.casefold() for value in values for text in _texts(value) if text}
+
+
+def _proxy_addresses(row: PSObject) -> set[str]:
+    """SMTP addresses among EmailAddresses ("SMTP:a@b", "smtp:c@d"), folded."""
+    found = set()
+    for text in _texts(row.get("EmailAddresses")):
+        kind, _, address = text.partition(":")
+        if kind.casefold() == "smtp" and address:
+            found.add(address.casefold())
+    return found
+
+
+def identity_forms(
+    row: PSObject, names: Iterable[str] = _IDENTITY_PROPERTIES
+) -> set[str]:
+    """Every folded text by which -Identity could name this object."""
+    forms = _folded(row.get(name) for name in names)
+    identity = row.get("Identity")
+    if isinstance(identity, PSObject):
+        # An ADObjectId's text can be a canonical path; its Name and DN name it too.
+        forms |= _folded([identity.get("Name"), identity.get("DistinguishedName")])
+    return forms | _proxy_addresses(row)
+
+
+def _matches(value: Any, forms: set[str]) -> bool:
+    """Whether a parameter value names an object with these identity forms; DOMAIN\\
+    user is also matched by the user part against SamAccountName and the like."""
+    for text in _texts(value):
+        wanted = text.casefold()
+        if wanted in forms:
+            return True
+        if "\\" in wanted and wanted.rpartition("\\")[2] in forms:
+            return True
+    return False
+
+
+def _first_label(text: str) -> str:
+    return text.casefold().split(".", 1)[0]
+
+
+def _same_server(value: Any, names: Iterable[str]) -> bool:
+    """Server names compared as Exchange does: NetBIOS name or FQDN."""
+    wanted = {_first_label(t) for t in _texts(value)}
+    return any(_first_label(name) in wanted for name in names if name)
+
+
+def _thumbprint(row: PSObject) -> str | None:
+    printed = row.get("Thumbprint")
+    if printed:
+        return str(printed).upper()
+    raw = row.get("RawData")
+    if isinstance(raw, bytes) and raw:
+        # Windows' thumbprint is the SHA-1 of the DER, which raw exports still hold.
+        return hashlib.sha1(raw, usedforsecurity=False).hexdigest().upper()
+    return None
+
+
+Keep = Callable[[PSObject], bool]
+Filter = Callable[["ExportFolder", str, Any], Keep]
+
+
+@dataclass(frozen=True)
+class _Query:
+    """A pipeline resolved to a file, with the row filter its parameters make."""
+
+    file: str
+    keep: Keep
+    unique_by: str | None = None  # drop later rows with the same text of this
+    identity: str | None = None  # an -Identity that must name something
+
+
+class ExportFolder:
+    """A ShellSource over a folder laid out by collect.ps1."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ExportFolderError(
+                f"--from-export: {self.path} is not a folder; name the folder "
+                "collect.ps1 wrote"
+            )
+        present = {p.name for p in self.path.iterdir() if p.is_file()}
+        self.files = frozenset(present & KNOWN_FILES)
+        if not self.files:
+            raise ExportFolderError(
+                f"--from-export: {self.path} holds none of the files collect.ps1 "
+                f"writes ({', '.join(sorted(KNOWN_FILES))}); run collect.ps1 in the "
+                "Exchange Management Shell and name its output folder"
+            )
+        ignored = sorted(present - KNOWN_FILES - {MANIFEST})
+        if ignored:
+            log.debug("%s: not read: %s", self.path, ", ".join(ignored))
+        self.manifest = self._read_manifest()
+        self.description = self._describe()
+        self._cache: dict[str, list[PSObject]] = {}
+        self._mailbox_index: dict[str, set[str]] | None = None
+        self._warned_large: set[str] = set()
+
+    # --- the folder ---------------------------------------------------------------
+
+    def _read_manifest(self) -> Mapping[str, Any]:
+        path = self.path / MANIFEST
+        if not path.is_file():
+            log.info("%s has no %s; reading the files as they are", self.path, MANIFEST)
+            return {}
+        try:
+            # PowerShell 5.1's Out-File -Encoding UTF8 writes a byte order mark.
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ExportFolderError(
+                f"--from-export: {path} is unreadable: {exc}"
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("files", {}), dict):
+            raise ExportFolderError(
+                f"--from-export: {path} is not collect.ps1's manifest"
+            )
+        return data
+
+    def _describe(self) -> str:
+        text = f"Export-Clixml folder {self.path}"
+        version = self.manifest.get("script_version")
+        started = self.manifest.get("started_utc")
+        if version or started:
+            text += f" (collect.ps1 {version or '?'}, started {started or '?'} UTC)"
+        return text
+
+    def _entry(self, file: str) -> Mapping[str, Any]:
+        entry = self.manifest.get("files", {}).get(file)
+        return entry if isinstance(entry, dict) else {}
+
+    def _check_available(self, file: str) -> None:
+        entry = self._entry(file)
+        status = entry.get("status")
+        if status in ("failed", "skipped"):
+            errors = entry.get("errors") or ["no reason recorded"]
+            raise _not_in_export(
+                f"{file}: the collector recorded the query as {status}: {errors[0]}"
+            )
+        if file not in self.files:
+            raise _not_in_export(
+                f"{file} is missing from {self.path}; collect.ps1 writes it"
+            )
+        if status == "partial":
+            log.debug("%s: collected in part: %s", file, entry.get("errors"))
+
+    def _rows(self, file: str) -> Iterator[PSObject]:
+        if file in self._cache:
+            yield from self._cache[file]
+            return
+        path = self.path / file
+        size = path.stat().st_size
+        keep = size <= CACHE_LIMIT
+        if not keep and file not in self._warned_large:
+            # TODO: large per-mailbox files are read again for every mailbox queried;
+            # an index by mailbox would make a 50,000-mailbox export quick to audit.
+            log.info("%s is %d MB; it is read again for each query", file, size >> 20)
+            self._warned_large.add(file)
+        loaded: list[PSObject] = []
+        try:
+            for value in clixml.iter_file(path):
+                row = value if isinstance(value, PSObject) else _wrap(value)
+                if keep:
+                    loaded.append(row)
+                yield row
+        except clixml.ClixmlError as exc:
+            raise ShellError(
+                f"could not read the export: {exc}", "UnreadableExport"
+            ) from exc
+        if keep:
+            self._cache[file] = loaded
+
+    # --- mailboxes ----------------------------------------------------------------
+
+    def _mailboxes(self) -> dict[str, set[str]]:
+        """Each mailbox in GetMailbox.xml: primary address -> its identity forms."""
+        if self._mailbox_index is None:
+            index: dict[str, set[str]] = {}
+            if "GetMailbox.xml" in self.files:
+                for row in self._rows("GetMailbox.xml"):
+                    primary = str(row.get("PrimarySmtpAddress") or "").casefold()
+                    if primary:
+                        index[primary] = identity_forms(row)
+            self._mailbox_index = index
+        return self._mailbox_index
+
+    def resolve_mailbox(self, value: Any) -> str:
+        """The primary SMTP address (folded) of the mailbox an identity names."""
+        index = self._mailboxes()
+        found = [primary for primary, forms in index.items() if _matches(value, forms)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ShellError(
+                f"{value!r} names {len(found)} mailboxes in the export",
+                "AmbiguousIdentity",
+            )
+        limited = self.manifest.get("mailbox_filter")
+        if limited:
+            raise _not_in_export(
+                f"GetMailbox.xml was collected for {len(limited)} listed mailbox(es) "
+                f"only, and {value!r} is not among them"
+            )
+        if "GetMailbox.xml" not in self.files:
+            if "@" in str(value):
+                # Without GetMailbox.xml an address can only be taken as given.
+                return str(value).casefold()
+            raise _not_in_export(
+                f"GetMailbox.xml is missing, so {value!r} cannot be matched to a "
+                "mailbox"
+            )
+        raise ShellError(
+            f"The operation couldn't be performed because object {value!r} couldn't be "
+            "found in the export (GetMailbox.xml).",
+            NOT_FOUND,
+        )
+
+    def _mailbox_keep(self, file: str, value: Any) -> Keep:
+        primary = self.resolve_mailbox(value)
+        failures = self._entry(file).get("failures") or {}
+        for address, reason in failures.items():
+            if str(address).casefold() == primary:
+                raise _not_in_export(
+                    f"{file} has no rows for {primary}; the collector recorded: {reason}"
+                )
+        forms = self._mailboxes().get(primary, {primary})
+
+        def keep(row: PSObject) -> bool:
+            tag = row.get(MAILBOX_TAG)
+            if tag is not None:
+                return str(tag).casefold() == primary
+            # Untagged rows name their mailbox by its AD identity, followed by a
+            # folder for folder statistics ("contoso.local/Users/Ann\Calendar") and
+            # permissions ("Ann:\Calendar").
+            for text in _texts(row.get("Identity")):
+                folded = text.casefold()
+                owner = folded.partition(":\\")[0].partition("\\")[0]
+                if folded in forms or owner in forms:
+                    return True
+            return False
+
+        return keep
+
+    # --- principals (the service account) ----------------------------------------
+
+    def principal_forms(self, value: Any) -> set[str]:
+        """Every folded text that names the user a -User or -RoleAssignee value names:
+        the value itself plus, when GetUser.xml or GetADUser.xml holds that user, its
+        names, DN, SID, display name and so on."""
+        forms = _folded([value])
+        for file in ("GetUser.xml", "GetADUser.xml"):
+            if file not in self.files:
+                continue
+            for row in self._rows(file):
+                row_forms = identity_forms(row, _PRINCIPAL_PROPERTIES)
+                if _matches(value, row_forms - _folded([row.get("DisplayName")])):
+                    forms |= row_forms
+        return forms
+
+    # --- answering pipelines ------------------------------------------------------
+
+    def _query(self, pipeline: Pipeline) -> _Query:
+        if not pipeline:
+            raise ValueError("an empty pipeline")
+        names = tuple(c.name.casefold() for c in pipeline)
+        file = _FILES_FOLDED.get(names)
+        if file is None:
+            shown = " | ".join(c.name for c in pipeline)
+            raise _not_in_export(
+                f"no file of collect.ps1's answers {shown}; it collects: "
+                + "; ".join(" | ".join(k) for k in FILES)
+            )
+        self._check_available(file)
+
+        filters: list[Keep] = []
+        unique_by: str | None = None
+        identity: str | None = None
+        per_mailbox_step = file in PER_MAILBOX and len(pipeline) == 2
+        for position, cmdlet in enumerate(pipeline):
+            cmdlet_name = cmdlet.name.casefold()
+            # Get-Mailbox ahead of a per-mailbox cmdlet chooses mailboxes, not rows.
+            choosing = per_mailbox_step and position == 0
+            for parameter, value in cmdlet.parameters.items():
+                key = (cmdlet_name, parameter.casefold())
+                if key in _IGNORED or parameter.casefold() in _COMMON:
+                    _IGNORED.get(key, _accept_any)(file, cmdlet, parameter, value)
+                    continue
+                if choosing and parameter.casefold() == "identity":
+                    filters.append(self._mailbox_keep(file, value))
+                    continue
+                make = _PARAMETERS.get(key)
+                if make is None:
+                    raise _not_in_export(
+                        f"{cmdlet.name} -{parameter} cannot be applied to {file} offline"
+                    )
+                if parameter.casefold() == "identity" and file in _MUST_FIND:
+                    identity = str(value)
+                filters.append(make(self, file, value))
+            if cmdlet_name == "get-managementroleassignment" and not any(
+                p.casefold() == "geteffectiveusers" for p in cmdlet.parameters
+            ):
+                # The export lists one row per effective user; without the switch
+                # Exchange lists each assignment once.
+                unique_by = "Identity"
+
+        def keep(row: PSObject) -> bool:
+            return all(f(row) for f in filters)
+
+        return _Query(file, keep, unique_by, identity)
+
+    def stream(self, pipeline: Pipeline) -> Iterator[PSObject]:
+        """The objects the pipeline outputs, read from the file one at a time."""
+        query = self._query(pipeline)
+        log.debug("%s: %s", self.path, query.file)
+        seen: set[str] = set()
+        found = 0
+        for row in self._rows(query.file):
+            if not query.keep(row):
+                continue
+            if query.unique_by is not None:
+                key = "\n".join(_texts(row.get(query.unique_by))) or repr(row)
+                if key in seen:
+                    continue
+                seen.add(key)
+            found += 1
+            yield row
+        if found == 0 and query.identity is not None:
+            raise ShellError(
+                f"The operation couldn't be performed because object "
+                f"{query.identity!r} couldn't be found in the export ({query.file}).",
+                NOT_FOUND,
+            )
+
+    def run(self, pipeline: Pipeline) -> list[PSObject]:
+        """Every object the pipeline outputs."""
+        return list(self.stream(pipeline))
+
+
+def _wrap(value: Any) -> PSObject:
+    """A top-level primitive (rare in Exchange output) as an object with its text."""
+    return PSObject(text=None if value is None else str(value))
+
+
+# --- parameters -------------------------------------------------------------------
+
+
+def _accept_any(file: str, cmdlet: Cmdlet, parameter: str, value: Any) -> None:
+    return None
+
+
+def _only(expected: str) -> Callable[[str, Cmdlet, str, Any], None]:
+    """A parameter the export was collected with; any other value is not in it."""
+
+    def check(file: str, cmdlet: Cmdlet, parameter: str, value: Any) -> None:
+        if str(value).casefold() != expected.casefold():
+            raise _not_in_export(
+                f"{file} was collected with -{parameter} {expected}, not {value!r}"
+            )
+
+    return check
+
+
+def _by_identity(folder: ExportFolder, file: str, value: Any) -> Keep:
+    return lambda row: _matches(value, identity_forms(row))
+
+
+def _by_mailbox(folder: ExportFolder, file: str, value: Any) -> Keep:
+    return folder._mailbox_keep(file, value)
+
+
+def _by_folder(folder: ExportFolder, file: str, value: Any) -> Keep:
+    """-Identity mailbox:\\folder of Get-MailboxFolderPermission."""
+    text = str(value)
+    mailbox, separator, path = text.partition(":\\")
+    if not separator:
+        mailbox, path = text, ""
+    in_mailbox = folder._mailbox_keep(file, mailbox)
+    wanted = path.strip("\\").rpartition("\\")[2].casefold()
+
+    def keep(row: PSObject) -> bool:
+        if not in_mailbox(row):
+            return False
+        if not wanted:
+            return True
+        return any(t.casefold() == wanted for t in _texts(row.get("FolderName")))
+
+    return keep
+
+
+def _by_server(folder: ExportFolder, file: str, value: Any) -> Keep:
+    def keep(row: PSObject) -> bool:
+        names = _texts(row.get(SERVER_TAG)) or _texts(row.get("Server"))
+        if not names:
+            identity = _texts(row.get("Identity"))
+            names = [t.partition("\\")[0] for t in identity if "\\" in t]
+        if not names:
+            raise _not_in_export(
+                f"{file} does not say which server each object is on, so -Server "
+                "cannot be applied"
+            )
+        return _same_server(value, names)
+
+    return keep
+
+
+def _by_thumbprint(folder: ExportFolder, file: str, value: Any) -> Keep:
+    wanted = str(value).upper()
+    return lambda row: _thumbprint(row) == wanted
+
+
+def _by_principal(*names: str) -> Filter:
+    def make(folder: ExportFolder, file: str, value: Any) -> Keep:
+        forms = folder.principal_forms(value)
+
+        def keep(row: PSObject) -> bool:
+            for name in names:
+                field = row.get(name)
+                texts = _texts(field)
+                if isinstance(field, PSObject):
+                    # MailboxFolderPermission's User: its text is a display name; its
+                    # properties may name the recipient behind it.
+                    texts += _texts(field.get("ADRecipient"))
+                    texts += _texts(field.get("RecipientPrincipal"))
+                if _matches(texts, forms):
+                    return True
+            return False
+
+        return keep
+
+    return make
+
+
+def _by_filter(folder: ExportFolder, file: str, value: Any) -> Keep:
+    collected = folder._entry(file).get("filters")
+    if collected is not None and str(value) not in collected:
+        raise _not_in_export(
+            f"{file} holds the recipients of the impersonation scopes' filters only, "
+            f"not of {value!r}"
+        )
+    return lambda row: str(row.get(FILTER_TAG)) == str(value)
+
+
+def _by_types(folder: ExportFolder, file: str, value: Any) -> Keep:
+    wanted = _folded(
+        value if isinstance(value, tuple | list) else str(value).split(",")
+    )
+    wanted = {w.strip() for w in wanted}
+    return lambda row: bool(_folded([row.get("RecipientTypeDetails")]) & wanted)
+
+
+_PARAMETERS: dict[tuple[str, str], Filter] = {
+    ("get-exchangeserver", "identity"): _by_identity,
+    ("get-webservicesvirtualdirectory", "identity"): _by_identity,
+    ("get-webservicesvirtualdirectory", "server"): _by_server,
+    ("get-exchangecertificate", "identity"): _by_identity,
+    ("get-exchangecertificate", "server"): _by_server,
+    ("get-exchangecertificate", "thumbprint"): _by_thumbprint,
+    ("get-accepteddomain", "identity"): _by_identity,
+    ("get-managementroleassignment", "identity"): _by_identity,
+    ("get-managementroleassignment", "roleassignee"): _by_principal(
+        "RoleAssignee", "RoleAssigneeName", "EffectiveUserName", "User"
+    ),
+    ("get-managementscope", "identity"): _by_identity,
+    ("get-recipient", "recipientpreviewfilter"): _by_filter,
+    ("get-recipient", "recipienttypedetails"): _by_types,
+    ("get-user", "identity"): _by_identity,
+    ("get-aduser", "identity"): _by_identity,
+    ("get-mailbox", "identity"): _by_identity,
+    ("get-mailbox", "recipienttypedetails"): _by_types,
+    ("get-mailboxfolderstatistics", "identity"): _by_mailbox,
+    ("get-mailboxfolderpermission", "identity"): _by_folder,
+    ("get-mailboxfolderpermission", "user"): _by_principal("User"),
+    ("get-adpermission", "identity"): _by_mailbox,
+    ("get-adpermission", "user"): _by_principal("User"),
+}
+
+# Parameters the export was collected with (or that do not change the answer).
+_IGNORED: dict[tuple[str, str], Callable[[str, Cmdlet, str, Any], None]] = {
+    ("get-mailbox", "resultsize"): _accept_any,
+    ("get-recipient", "resultsize"): _accept_any,
+    ("get-webservicesvirtualdirectory", "adpropertiesonly"): _accept_any,
+    ("get-managementroleassignment", "geteffectiveusers"): _accept_any,
+    ("get-managementroleassignment", "role"): _only("ApplicationImpersonation"),
+    ("get-mailboxfolderstatistics", "folderscope"): _only("Calendar"),
+    ("get-aduser", "properties"): _accept_any,
+}
+# Where an -Identity that matches no row is an error, as it is live. A mailbox without
+# Send-As rows is an answer; a calendar folder always has Default and Anonymous rows.
+_MUST_FIND = KNOWN_FILES - {"GetMailboxFolderStatistics.xml", "GetADPermission.xml"}
+_COMMON = frozenset({"erroraction", "warningaction", "domaincontroller"})
+
+_FILES_FOLDED = {tuple(n.casefold() for n in k): v for k, v in FILES.items()}

@@ -1,0 +1,71 @@
+"""The report in a real headless Chromium: tenant strings stay text, fixes are visible."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def dump_dom(page: Path) -> str:
+    """The page's DOM after its scripts ran, from headless Chromium (no network)."""
+    if CHROMIUM is None:
+        pytest.fail("Chromium is needed for this test: apt-get install chromium")
+    profile = tempfile.mkdtemp(prefix="ewsready-chromium-")
+    try:
+        done = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-extensions",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "HOME": profile},
+        )
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_hostile_tenant_strings_render_as_text(scenario_run):
+    run = scenario_run("hostile_names")
+    dom = dump_dom(run.run_dir / "report.html")
+
+    body_tag = dom.split("<body", 1)[1].split(">", 1)[0]
+    assert "data-pwned" not in body_tag  # no script from the data ran
+    assert '<b id="inj-org">' not in dom  # no markup from the data became an element
+    assert '&lt;b id="inj-org"&gt;Contoso' in dom  # it is shown as text instead
+    assert "&lt;script&gt;document.body.setAttribute" in dom
+    # The fix command is in the page, quoted for PowerShell.
+    assert "Get-Mailbox -Identity 'ana.lopez@contoso.example'" in dom.replace(
+        "&#39;", "'"
+    )
+
+
+def test_contoso_report_shows_verdict_and_fixes(scenario_run):
+    run = scenario_run("contoso")
+    dom = dump_dom(run.run_dir / "report.html")
+    assert "NOT READY for the calendar service" in dom
+    assert "What to fix (5)" in dom
+    assert "Why it matters:" in dom
+    assert "https://learn.microsoft.com/" in dom
