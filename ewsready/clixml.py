@@ -247,6 +247,18 @@ def _local(element: etree._Element) -> str | None:
 
 Opener = Callable[[], IO[bytes]]
 
+_DOCTYPE_REFUSED = (
+    "the file declares a document type; Export-Clixml never does, and entities in "
+    "untrusted files are refused"
+)
+# Enough of the file's start to hold any prolog Export-Clixml could write.
+_HEAD_BYTES = 64 * 1024
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
 
 class _Reader:
     """One file: its name for messages, how to open it, and the reference tables."""
@@ -266,6 +278,7 @@ class _Reader:
     # handed over complete and then dropped.
     def _top_level(self) -> Iterator[etree._Element]:
         with self.opener() as handle:
+            self._refuse_doctype(handle)
             # lxml keeps a per-thread log of parser errors; start from an empty one
             # so the cause reported is this file's.
             etree.clear_error_log()
@@ -313,14 +326,28 @@ class _Reader:
             return ClixmlError(self.source, None, "empty: no XML element in the file")
         return ClixmlError(self.source, exc.lineno, f"not well-formed XML: {exc.msg}")
 
+    def _refuse_doctype(self, handle: IO[bytes]) -> None:
+        """Refuse a document type declaration before libxml2 reads it, so that every
+        such file gets the same answer (libxml2 itself stops some entity bombs with an
+        error of its own). The check of the parsed root below catches the rest."""
+        head = handle.read(_HEAD_BYTES)
+        handle.seek(0)
+        for bom, encoding in _BOMS:
+            if head.startswith(bom):
+                text = head[len(bom) :].decode(encoding, "replace")
+                break
+        else:
+            text = head.decode("utf-8", "replace")
+        root = text.find("<Objs")
+        prolog = text if root < 0 else text[:root]
+        if "<!DOCTYPE" in prolog:
+            line = prolog.count("\n", 0, prolog.index("<!DOCTYPE")) + 1
+            raise ClixmlError(self.source, line, _DOCTYPE_REFUSED)
+
     def _check_root(self, root: etree._Element) -> None:
         info = root.getroottree().docinfo
         if info.doctype or info.internalDTD is not None or info.system_url:
-            raise self.error(
-                root,
-                "the file declares a document type; Export-Clixml never does, and "
-                "entities in untrusted files are refused",
-            )
+            raise self.error(root, _DOCTYPE_REFUSED)
         tag = root.tag if isinstance(root.tag, str) else ""
         if _local(root) != "Objs" or (tag.startswith("{") and tag != _PREFIX + "Objs"):
             raise self.error(

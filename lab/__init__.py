@@ -1,12 +1,19 @@
 """A simulated Exchange organisation on loopback for the audit and its tests.
 
 `Lab(scenario)` makes the certificate authority, starts DNS and the HTTPS front end
-(EWS, OWA, ECP, autodiscover) on ephemeral 127.0.0.1 ports, and records every request
-it receives. Clients reach the EWS host name by connecting to 127.0.0.1:ews_port with
-the scenario's host name in SNI and Host. The lab imports nothing from the audit.
+(EWS, OWA, ECP, autodiscover, and PowerShell remoting at /PowerShell and /wsman) on
+ephemeral 127.0.0.1 ports, and records every request it receives. Clients reach the
+EWS host name by connecting to 127.0.0.1:ews_port with the scenario's host name in SNI
+and Host. The lab imports nothing from the audit.
 
     with Lab(load_scenario("contoso")) as lab:
         ...  # point exchangelib at lab.url, trusting lab.public_root_bundle
+        ...  # point pypsrp at lab.shell_url as lab.shell_username (Basic, HTTPS)
+
+The shell endpoints accept only the audit's reader account, `shell_username` with
+`shell_password` (EWSREADY_SHELL_PASSWORD, or a random token). `shell_log` gets one
+ShellCall per pipeline run; `shell_overrides` maps cmdlet names to Export-Clixml files
+whose real objects are served instead of the scenario's.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -25,11 +33,14 @@ from lab.dns import LabDns
 from lab.ews import EwsServer, LabRequest
 from lab.pki import LabPki
 from lab.scenario import Scenario, ScenarioError, load_scenario, scenario_names
+from lab.shell import ShellCall, ShellOrganisation
+from lab.winrm import ShellService
 
 __all__ = [
     "Lab",
     "LabRequest",
     "Scenario",
+    "ShellCall",
     "ScenarioError",
     "load_scenario",
     "scenario_names",
@@ -48,12 +59,20 @@ class Lab:
         scenario: Scenario,
         password: str | None = None,
         workdir: Path | None = None,
+        shell_overrides: Mapping[str, str | Path] | None = None,
     ) -> None:
         self.scenario = scenario
         if password is None:
             password = os.environ.get("EWSREADY_PASSWORD") or secrets.token_urlsafe(18)
         self.password = password
+        domain = scenario.service_upn.rpartition("@")[2]
+        self.shell_username = f"audit-reader@{domain}"
+        self.shell_password = os.environ.get(
+            "EWSREADY_SHELL_PASSWORD"
+        ) or secrets.token_urlsafe(18)
+        self.shell_overrides = dict(shell_overrides or {})
         self.log: list[LabRequest] = []
+        self.shell_log: list[ShellCall] = []
         self.ews_port = 0
         self.dns_port = 0
         self._log_lock = threading.Lock()
@@ -62,6 +81,7 @@ class Lab:
         self._pki: LabPki | None = None
         self._dns: LabDns | None = None
         self._ews: EwsServer | None = None
+        self._shell: ShellService | None = None
 
     def __repr__(self) -> str:
         # The password stays out of reprs, tracebacks and pytest's assertion output.
@@ -77,18 +97,34 @@ class Lab:
         return self.base_url + self.scenario.audit.url_path
 
     @property
+    def shell_url(self) -> str:
+        """Exchange's remote PowerShell (configuration Microsoft.Exchange)."""
+        return self.base_url + "/PowerShell"
+
+    @property
+    def dc_url(self) -> str:
+        """A domain controller's WinRM (configuration Microsoft.PowerShell)."""
+        return self.base_url + "/wsman"
+
+    @property
     def public_root_bundle(self) -> Path:
         if self._pki is None:
             raise RuntimeError("the lab is not started")
         return self._pki.public_root_bundle
 
     def clear_log(self) -> None:
+        """Forget the requests and the pipelines recorded so far."""
         with self._log_lock:
             self.log.clear()
+            self.shell_log.clear()
 
     def _record(self, request: LabRequest) -> None:
         with self._log_lock:
             self.log.append(request)
+
+    def _record_shell(self, call: ShellCall) -> None:
+        with self._log_lock:
+            self.shell_log.append(call)
 
     def start(self) -> None:
         if self._ews is not None:
@@ -104,8 +140,21 @@ class Lab:
             self._dns = LabDns(self.scenario.dns_records)
             self._dns.start()
             self.dns_port = self._dns.port
+            organisation = ShellOrganisation(
+                self.scenario, self._pki.server_credentials, self.shell_overrides
+            )
+            self._shell = ShellService(
+                organisation,
+                self.shell_username,
+                self.shell_password,
+                record=self._record_shell,
+            )
             self._ews = EwsServer(
-                self.scenario, self.password, credentials, record=self._record
+                self.scenario,
+                self.password,
+                credentials,
+                record=self._record,
+                shell=self._shell,
             )
             self._ews.start()
             self.ews_port = self._ews.port
@@ -126,6 +175,9 @@ class Lab:
         ews, self._ews = self._ews, None
         if ews is not None:
             ews.stop()
+        shell, self._shell = self._shell, None
+        if shell is not None:
+            shell.close()
         dns, self._dns = self._dns, None
         if dns is not None:
             dns.stop()

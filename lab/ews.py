@@ -15,6 +15,10 @@ Three layers, each replaceable on its own:
 - `EwsServer` owns the listening socket, the TLS handshake (in the worker thread, so a
   client that stalls the handshake blocks nobody) and the open connections.
 Each request ends as one `LabRequest` handed to the `record` callback.
+
+PowerShell remoting (POST /PowerShell and /wsman) shares the server, as on a real
+Exchange server where IIS hosts both; those paths go to the `shell` handler the server
+is given (lab/winrm.py), and are 404 without one.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from lab.scenario import Scenario
 logger = logging.getLogger(__name__)
 
 EWS_PATH = "/EWS/Exchange.asmx"
+SHELL_PATHS = ("/powershell", "/wsman")  # casefolded, without a trailing slash
 HANDSHAKE_TIMEOUT = 10.0  # seconds a client gets to finish the TLS handshake
 IDLE_TIMEOUT = 30.0  # seconds a kept-alive connection may sit idle
 
@@ -114,12 +119,22 @@ class Reply:
     response_code: str | None = None
 
 
+ShellHandler = Callable[[HttpRequest], Reply]
+
+
 class EwsService:
     """Answers HTTP requests for one scenario; holds no sockets."""
 
-    def __init__(self, scenario: Scenario, password: str, base_url: str) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        password: str,
+        base_url: str,
+        shell: ShellHandler | None = None,
+    ) -> None:
         self.scenario = scenario
         self.base_url = base_url
+        self._shell = shell
         self._password = password.encode()
         self._version = ServerVersion.parse(
             scenario.server_version, scenario.schema_version
@@ -133,6 +148,8 @@ class EwsService:
 
     def answer(self, request: HttpRequest) -> Reply:
         path = request.path.casefold()
+        if self._shell is not None and path.rstrip("/") in SHELL_PATHS:
+            return self._shell(request)
         if path == EWS_PATH.casefold():
             if request.method == "POST":
                 return self._soap(request)
@@ -557,12 +574,14 @@ class EwsServer:
         credentials: ServerCredentials,
         record: Callable[[LabRequest], None] | None = None,
         host: str = "127.0.0.1",
+        shell: ShellHandler | None = None,
     ) -> None:
         self.scenario = scenario
         self.host = host
         self._password = password
         self._credentials = credentials
         self._record = record or (lambda request: None)
+        self._shell = shell
         self._server: _TlsServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -577,7 +596,9 @@ class EwsServer:
         context = tls_context(self._credentials)
         server = _TlsServer(context, self._record, self.host)
         self.port = server.server_address[1]
-        server.service = EwsService(self.scenario, self._password, self.base_url)
+        server.service = EwsService(
+            self.scenario, self._password, self.base_url, shell=self._shell
+        )
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,

@@ -138,14 +138,20 @@ function Save-Manifest {
 }
 
 function Add-StepError {
-    param([string] $Text, [string] $MailboxAddress)
+    param([string] $Text, [string] $MailboxAddress, $Problem)
 
     $script:stepErrorCount++
     if ($script:stepErrors.Count -lt $ErrorsKept) {
         $script:stepErrors.Add($Text)
     }
     if ($MailboxAddress) {
-        $script:stepFailures[$MailboxAddress] = $Text
+        # The exception's type name is not translated, unlike the message, so the
+        # audit can tell "no such mailbox" from a failure to read it.
+        $reason = $null
+        if ($Problem) {
+            $reason = [string]$Problem.CategoryInfo.Reason
+        }
+        $script:stepFailures[$MailboxAddress] = [ordered]@{ error = $Text; reason = $reason }
     }
 }
 
@@ -377,7 +383,7 @@ Invoke-ExportStep -File 'GetMailbox.xml' -Command $mailboxCommand -Collect {
                 Get-Mailbox -Identity $address -ErrorAction Stop | ForEach-Object $found
             }
             catch {
-                Add-StepError -Text "${address}: $_" -MailboxAddress $address
+                Add-StepError -Text "${address}: $_" -MailboxAddress $address -Problem $_
             }
         }
     }
@@ -411,7 +417,7 @@ Invoke-ExportStep -File 'GetMailboxFolderStatistics.xml' -Command 'Get-Mailbox |
                 Add-Member -NotePropertyName EwsreadyMailbox -NotePropertyValue $box.Address -PassThru
         }
         catch {
-            Add-StepError -Text "$($box.Address): $_" -MailboxAddress $box.Address
+            Add-StepError -Text "$($box.Address): $_" -MailboxAddress $box.Address -Problem $_
         }
     }
     Write-Progress -Activity 'Calendar folders' -Completed
@@ -432,7 +438,7 @@ Invoke-ExportStep -File 'GetMailboxFolderPermission.xml' -Command 'Get-MailboxFo
                 Add-Member -NotePropertyName EwsreadyMailbox -NotePropertyValue $box.Address -PassThru
         }
         catch {
-            Add-StepError -Text "$($box.Address): $_" -MailboxAddress $box.Address
+            Add-StepError -Text "$($box.Address): $_" -MailboxAddress $box.Address -Problem $_
         }
     }
     Write-Progress -Activity 'Calendar permissions' -Completed
@@ -451,7 +457,7 @@ Invoke-ExportStep -File 'GetADPermission.xml' -Command "Get-Mailbox | Get-ADPerm
                 Add-Member -NotePropertyName EwsreadyMailbox -NotePropertyValue $box.Address -PassThru
         }
         catch {
-            Add-StepError -Text "$($box.Address): $_" -MailboxAddress $box.Address
+            Add-StepError -Text "$($box.Address): $_" -MailboxAddress $box.Address -Problem $_
         }
     }
     Write-Progress -Activity 'Send As permissions' -Completed

@@ -247,6 +247,23 @@ class ExportFolder:
         entry = self.manifest.get("files", {}).get(file)
         return entry if isinstance(entry, dict) else {}
 
+    def _usable(self, file: str) -> bool:
+        """Whether a file may be read for lookups (present and not recorded as failed);
+        the query that names the file itself goes through _check_available."""
+        status = self._entry(file).get("status")
+        return file in self.files and status not in ("failed", "skipped")
+
+    def _failure(self, file: str, primary: str) -> tuple[str, str | None] | None:
+        """What the collector recorded for a mailbox it could not read for a file:
+        the error text and the exception's type name."""
+        for address, recorded in (self._entry(file).get("failures") or {}).items():
+            if str(address).casefold() != primary:
+                continue
+            if isinstance(recorded, dict):
+                return str(recorded.get("error")), recorded.get("reason")
+            return str(recorded), None
+        return None
+
     def _check_available(self, file: str) -> None:
         entry = self._entry(file)
         status = entry.get("status")
@@ -294,7 +311,7 @@ class ExportFolder:
         """Each mailbox in GetMailbox.xml: primary address -> its identity forms."""
         if self._mailbox_index is None:
             index: dict[str, set[str]] = {}
-            if "GetMailbox.xml" in self.files:
+            if self._usable("GetMailbox.xml"):
                 for row in self._rows("GetMailbox.xml"):
                     primary = str(row.get("PrimarySmtpAddress") or "").casefold()
                     if primary:
@@ -313,19 +330,25 @@ class ExportFolder:
                 f"{value!r} names {len(found)} mailboxes in the export",
                 "AmbiguousIdentity",
             )
+        failure = self._failure("GetMailbox.xml", str(value).casefold())
+        if failure is not None:
+            text, reason = failure
+            if reason == NOT_FOUND:
+                raise ShellError(text, NOT_FOUND)
+            raise _not_in_export(f"the collector could not read {value!r}: {text}")
         limited = self.manifest.get("mailbox_filter")
         if limited:
             raise _not_in_export(
                 f"GetMailbox.xml was collected for {len(limited)} listed mailbox(es) "
                 f"only, and {value!r} is not among them"
             )
-        if "GetMailbox.xml" not in self.files:
+        if not self._usable("GetMailbox.xml"):
             if "@" in str(value):
                 # Without GetMailbox.xml an address can only be taken as given.
                 return str(value).casefold()
             raise _not_in_export(
-                f"GetMailbox.xml is missing, so {value!r} cannot be matched to a "
-                "mailbox"
+                f"GetMailbox.xml is missing or was not collected, so {value!r} cannot "
+                "be matched to a mailbox"
             )
         raise ShellError(
             f"The operation couldn't be performed because object {value!r} couldn't be "
@@ -335,12 +358,11 @@ class ExportFolder:
 
     def _mailbox_keep(self, file: str, value: Any) -> Keep:
         primary = self.resolve_mailbox(value)
-        failures = self._entry(file).get("failures") or {}
-        for address, reason in failures.items():
-            if str(address).casefold() == primary:
-                raise _not_in_export(
-                    f"{file} has no rows for {primary}; the collector recorded: {reason}"
-                )
+        failure = self._failure(file, primary)
+        if failure is not None:
+            raise _not_in_export(
+                f"{file} has no rows for {primary}; the collector recorded: {failure[0]}"
+            )
         forms = self._mailboxes().get(primary, {primary})
 
         def keep(row: PSObject) -> bool:
@@ -359,6 +381,20 @@ class ExportFolder:
 
         return keep
 
+    def only_server(self) -> list[str]:
+        """The names of the organisation's one Exchange server, when it has one: an
+        export of Get-ExchangeCertificate made there can only hold its certificates."""
+        if not self._usable("GetExchangeServer.xml"):
+            return []
+        servers = [
+            row
+            for row in self._rows("GetExchangeServer.xml")
+            if not row.get("IsEdgeServer")
+        ]
+        if len(servers) != 1:
+            return []
+        return _texts(servers[0].get("Name")) + _texts(servers[0].get("Fqdn"))
+
     # --- principals (the service account) ----------------------------------------
 
     def principal_forms(self, value: Any) -> set[str]:
@@ -367,7 +403,7 @@ class ExportFolder:
         names, DN, SID, display name and so on."""
         forms = _folded([value])
         for file in ("GetUser.xml", "GetADUser.xml"):
-            if file not in self.files:
+            if not self._usable(file):
                 continue
             for row in self._rows(file):
                 row_forms = identity_forms(row, _PRINCIPAL_PROPERTIES)
@@ -385,7 +421,7 @@ class ExportFolder:
         if file is None:
             shown = " | ".join(c.name for c in pipeline)
             raise _not_in_export(
-                f"no file of collect.ps1's answers {shown}; it collects: "
+                f"collect.ps1 writes no file that answers {shown}; it collects: "
                 + "; ".join(" | ".join(k) for k in FILES)
             )
         self._check_available(file)
@@ -511,6 +547,8 @@ def _by_server(folder: ExportFolder, file: str, value: Any) -> Keep:
         if not names:
             identity = _texts(row.get("Identity"))
             names = [t.partition("\\")[0] for t in identity if "\\" in t]
+        if not names:
+            names = folder.only_server()
         if not names:
             raise _not_in_export(
                 f"{file} does not say which server each object is on, so -Server "
