@@ -18,6 +18,14 @@ class Blocked:
     check: str  # the marker of the check that reports that cause
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """A source of facts that could not be read at all, and why (no settings, failed
+    session, a file missing from an export)."""
+
+    reason: str
+
+
 # --- reachability -----------------------------------------------------------------
 
 

@@ -186,6 +186,7 @@ class _Query:
     keep: Keep
     unique_by: str | None = None  # drop later rows with the same text of this
     identity: str | None = None  # an -Identity that must name something
+    missing: tuple[str, ...] = ()  # mailboxes in scope that the collector missed
 
 
 class ExportFolder:
@@ -369,15 +370,7 @@ class ExportFolder:
             tag = row.get(MAILBOX_TAG)
             if tag is not None:
                 return str(tag).casefold() == primary
-            # Untagged rows name their mailbox by its AD identity, followed by a
-            # folder for folder statistics ("contoso.local/Users/Ann\Calendar") and
-            # permissions ("Ann:\Calendar").
-            for text in _texts(row.get("Identity")):
-                folded = text.casefold()
-                owner = folded.partition(":\\")[0].partition("\\")[0]
-                if folded in forms or owner in forms:
-                    return True
-            return False
+            return _owned_by(row, forms)
 
         return keep
 
@@ -429,43 +422,90 @@ class ExportFolder:
         filters: list[Keep] = []
         unique_by: str | None = None
         identity: str | None = None
-        per_mailbox_step = file in PER_MAILBOX and len(pipeline) == 2
-        for position, cmdlet in enumerate(pipeline):
-            cmdlet_name = cmdlet.name.casefold()
+        chosen: set[str] | None = None  # mailboxes chosen by a leading Get-Mailbox
+        named = False  # a per-mailbox query naming its mailbox
+        *leading, last = pipeline
+        if leading:
             # Get-Mailbox ahead of a per-mailbox cmdlet chooses mailboxes, not rows.
-            choosing = per_mailbox_step and position == 0
-            for parameter, value in cmdlet.parameters.items():
-                key = (cmdlet_name, parameter.casefold())
-                if key in _IGNORED or parameter.casefold() in _COMMON:
-                    _IGNORED.get(key, _accept_any)(file, cmdlet, parameter, value)
-                    continue
-                if choosing and parameter.casefold() == "identity":
-                    filters.append(self._mailbox_keep(file, value))
-                    continue
-                make = _PARAMETERS.get(key)
-                if make is None:
-                    raise _not_in_export(
-                        f"{cmdlet.name} -{parameter} cannot be applied to {file} offline"
-                    )
-                if parameter.casefold() == "identity" and file in _MUST_FIND:
+            keep_mailboxes, chosen = self._chosen(file, leading[0])
+            named = any(p.casefold() == "identity" for p in leading[0].parameters)
+            if keep_mailboxes is not None:
+                filters.append(keep_mailboxes)
+
+        name = last.name.casefold()
+        for parameter, value in last.parameters.items():
+            key = (name, parameter.casefold())
+            if key in _IGNORED or parameter.casefold() in _COMMON:
+                _IGNORED.get(key, _accept_any)(file, last, parameter, value)
+                continue
+            make = _PARAMETERS.get(key)
+            if make is None:
+                raise _not_in_export(
+                    f"{last.name} -{parameter} cannot be applied to {file} offline"
+                )
+            if parameter.casefold() == "identity":
+                named = True
+                if file in _MUST_FIND:
                     identity = str(value)
-                filters.append(make(self, file, value))
-            if cmdlet_name == "get-managementroleassignment" and not any(
-                p.casefold() == "geteffectiveusers" for p in cmdlet.parameters
-            ):
-                # The export lists one row per effective user; without the switch
-                # Exchange lists each assignment once.
-                unique_by = "Identity"
+            filters.append(make(self, file, value))
+        if name == "get-managementroleassignment" and not any(
+            p.casefold() == "geteffectiveusers" for p in last.parameters
+        ):
+            # The export lists one row per effective user; without the switch
+            # Exchange lists each assignment once.
+            unique_by = "Identity"
+
+        missing: tuple[str, ...] = ()
+        if file in PER_MAILBOX and not named:
+            failures = self._entry(file).get("failures") or {}
+            missing = tuple(
+                sorted(a for a in failures if chosen is None or a.casefold() in chosen)
+            )
 
         def keep(row: PSObject) -> bool:
             return all(f(row) for f in filters)
 
-        return _Query(file, keep, unique_by, identity)
+        return _Query(file, keep, unique_by, identity, missing)
+
+    def _chosen(self, file: str, cmdlet: Cmdlet) -> tuple[Keep | None, set[str] | None]:
+        """The row filter a leading Get-Mailbox makes, and the mailboxes it chose
+        (None: all of them)."""
+        given = {p.casefold() for p in cmdlet.parameters} - _COMMON - {"resultsize"}
+        if not given:
+            return None, None
+        if given == {"identity"}:
+            value = next(
+                v for p, v in cmdlet.parameters.items() if p.casefold() == "identity"
+            )
+            keep = self._mailbox_keep(file, value)
+            return keep, {self.resolve_mailbox(value)}
+        mailboxes = self._query((cmdlet,))
+        chosen = {
+            str(row.get("PrimarySmtpAddress") or "").casefold()
+            for row in self._rows("GetMailbox.xml")
+            if mailboxes.keep(row)
+        }
+        forms = {a: self._mailboxes().get(a, {a}) for a in chosen}
+
+        def keep(row: PSObject) -> bool:
+            tag = row.get(MAILBOX_TAG)
+            if tag is not None:
+                return str(tag).casefold() in chosen
+            return any(_owned_by(row, f) for f in forms.values())
+
+        return keep, chosen
 
     def stream(self, pipeline: Pipeline) -> Iterator[PSObject]:
-        """The objects the pipeline outputs, read from the file one at a time."""
+        """The objects the pipeline outputs, read from the file one at a time.
+
+        A query the export cannot answer fails here, before the first object. A
+        query over many mailboxes yields what the export holds and then raises
+        ShellError naming the mailboxes the collector could not read."""
         query = self._query(pipeline)
         log.debug("%s: %s", self.path, query.file)
+        return self._answer(query)
+
+    def _answer(self, query: _Query) -> Iterator[PSObject]:
         seen: set[str] = set()
         found = 0
         for row in self._rows(query.file):
@@ -484,10 +524,28 @@ class ExportFolder:
                 f"{query.identity!r} couldn't be found in the export ({query.file}).",
                 NOT_FOUND,
             )
+        if query.missing:
+            raise _not_in_export(
+                f"{query.file} lacks {len(query.missing)} mailbox(es) the collector "
+                f"could not read: {', '.join(query.missing)}"
+            )
 
     def run(self, pipeline: Pipeline) -> list[PSObject]:
         """Every object the pipeline outputs."""
         return list(self.stream(pipeline))
+
+
+def _owned_by(row: PSObject, forms: set[str]) -> bool:
+    """Whether an untagged per-mailbox row belongs to the mailbox with these forms.
+    Such rows name their mailbox by its AD identity, followed by a folder for folder
+    statistics ("contoso.local/Users/Ann\\Calendar") and permissions ("Ann:\\Calendar").
+    """
+    for text in _texts(row.get("Identity")):
+        folded = text.casefold()
+        owner = folded.partition(":\\")[0].partition("\\")[0]
+        if folded in forms or owner in forms:
+            return True
+    return False
 
 
 def _wrap(value: Any) -> PSObject:
@@ -520,6 +578,13 @@ def _by_identity(folder: ExportFolder, file: str, value: Any) -> Keep:
 
 def _by_mailbox(folder: ExportFolder, file: str, value: Any) -> Keep:
     return folder._mailbox_keep(file, value)
+
+
+def _by_mailbox_identity(folder: ExportFolder, file: str, value: Any) -> Keep:
+    """Get-Mailbox -Identity: resolved like every per-mailbox query, so that a mailbox
+    the collector could not read or was not asked for is reported as such."""
+    primary = folder.resolve_mailbox(value)
+    return lambda row: str(row.get("PrimarySmtpAddress") or "").casefold() == primary
 
 
 def _by_folder(folder: ExportFolder, file: str, value: Any) -> Keep:
@@ -621,7 +686,7 @@ _PARAMETERS: dict[tuple[str, str], Filter] = {
     ("get-recipient", "recipienttypedetails"): _by_types,
     ("get-user", "identity"): _by_identity,
     ("get-aduser", "identity"): _by_identity,
-    ("get-mailbox", "identity"): _by_identity,
+    ("get-mailbox", "identity"): _by_mailbox_identity,
     ("get-mailbox", "recipienttypedetails"): _by_types,
     ("get-mailboxfolderstatistics", "identity"): _by_mailbox,
     ("get-mailboxfolderpermission", "identity"): _by_folder,

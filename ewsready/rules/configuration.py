@@ -1,0 +1,378 @@
+"""Exchange's own configuration, read through the shell or from an export."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from ewsready.builds import lookup, parse_build
+from ewsready.facts import Blocked, HttpAnswer, Unavailable
+from ewsready.findings import Finding, Severity
+from ewsready.rules import Result, from_blocked, listing
+from ewsready.rules.certificate import EXPIRY_WARNING_DAYS, names_match
+from ewsready.rules.ews_url import ews_url_for
+from ewsready.shellfacts import (
+    ExchangeCertificateInfo,
+    ExchangeServerInfo,
+    VirtualDirectoryInfo,
+)
+
+Servers = Sequence[ExchangeServerInfo] | Unavailable | Blocked
+Vdirs = Sequence[VirtualDirectoryInfo] | Unavailable | Blocked
+Certificates = Sequence[ExchangeCertificateInfo] | Unavailable | Blocked
+
+
+def _unavailable(facts: object, what: str) -> Result | None:
+    if isinstance(facts, Blocked):
+        return from_blocked(facts)
+    if isinstance(facts, Unavailable):
+        return [Finding(Severity.UNKNOWN, f"{what} could not be read: {facts.reason}.")]
+    if not facts:
+        return [Finding(Severity.UNKNOWN, f"{what}: the shell returned nothing.")]
+    return None
+
+
+# --- version ------------------------------------------------------------------------
+
+
+def servers_at_least_2013(servers: Servers) -> Result:
+    problem = _unavailable(servers, "Exchange servers (Get-ExchangeServer)")
+    if problem is not None:
+        return problem
+    findings = []
+    for server in servers:
+        if server.build is None:
+            findings.append(
+                Finding(
+                    Severity.UNKNOWN,
+                    f"The version of {server.name} could not be read "
+                    f"({server.version_text!r}).",
+                )
+            )
+            continue
+        info = lookup(parse_build(server.build))
+        if info.below_minimum:
+            findings.append(
+                Finding(
+                    Severity.FAIL,
+                    f"{server.name} runs {info.level} (build {info.text}), below the "
+                    "Exchange 2013 minimum.",
+                    evidence=(f"AdminDisplayVersion: {server.version_text}",),
+                    fix="version_below_minimum",
+                    values={"product": info.level, "build": info.text},
+                    subjects=(server.name,),
+                )
+            )
+    return findings
+
+
+def servers_supported(servers: Servers, today: dt.date | None = None) -> Result:
+    problem = _unavailable(servers, "Exchange servers (Get-ExchangeServer)")
+    if problem is not None:
+        return problem
+    today = today or dt.date.today()
+    findings = []
+    for server in servers:
+        if server.build is None:
+            continue
+        info = lookup(parse_build(server.build))
+        if info.out_of_support(today) and info.ended is not None:
+            findings.append(
+                Finding(
+                    Severity.WARN,
+                    f"{server.name} runs {info.level} (build {info.text}), out of "
+                    f"support since {info.ended:%Y-%m-%d}.",
+                    evidence=(
+                        f"AdminDisplayVersion: {server.version_text}",
+                        f"release: {info.release.name if info.release else 'not in the table'}",
+                    ),
+                    fix="version_out_of_support",
+                    values={
+                        "product": info.level,
+                        "build": info.text,
+                        "ended": f"{info.ended:%Y-%m-%d}",
+                    },
+                    subjects=(server.name,),
+                )
+            )
+        elif info.behind_latest(today) and info.latest is not None:
+            findings.append(
+                Finding(
+                    Severity.WARN,
+                    f"{server.name} runs {info.level} (build {info.text}), behind "
+                    f"{info.latest.name} released {info.latest.date:%Y-%m-%d}.",
+                    evidence=(f"AdminDisplayVersion: {server.version_text}",),
+                    fix="version_out_of_support",
+                    values={
+                        "product": info.level,
+                        "build": info.text,
+                        "ended": f"{info.latest.date:%Y-%m-%d}",
+                    },
+                    subjects=(server.name,),
+                )
+            )
+    return findings
+
+
+# --- Basic authentication on the EWS virtual directories ------------------------------
+
+
+def basic_configured(vdirs: Vdirs) -> Result:
+    problem = _unavailable(
+        vdirs, "EWS virtual directories (Get-WebServicesVirtualDirectory)"
+    )
+    if problem is not None:
+        return problem
+    off = [v for v in vdirs if v.basic is False]
+    unknown = [v for v in vdirs if v.basic is None]
+    findings = []
+    if off:
+        findings.append(
+            Finding(
+                Severity.FAIL,
+                f"Basic authentication is off on {listing(v.identity for v in off)}.",
+                evidence=tuple(f"{v.identity}: BasicAuthentication False" for v in off),
+                fix="vdir_basic_off",
+                values={
+                    "identities": [v.identity for v in off],
+                    "servers": sorted(
+                        {v.server or v.identity.split("\\")[0] for v in off}
+                    ),
+                },
+                subjects=tuple(v.identity for v in off),
+            )
+        )
+    if unknown:
+        findings.append(
+            Finding(
+                Severity.UNKNOWN,
+                "BasicAuthentication could not be read on "
+                f"{listing(v.identity for v in unknown)}.",
+            )
+        )
+    return findings
+
+
+def basic_configured_and_offered(vdirs: Vdirs, offered: HttpAnswer | Blocked) -> Result:
+    """Configured on every directory but not offered on the wire: something in front."""
+    if isinstance(vdirs, Unavailable | Blocked) or not vdirs:
+        return []  # basic_configured reports that
+    if isinstance(offered, Blocked) or offered.status != 401:
+        return []
+    configured = all(v.basic for v in vdirs)
+    on_wire = any(s.casefold() == "basic" for s in offered.auth_schemes)
+    if configured and not on_wire:
+        host = urlsplit(offered.url).hostname or ""
+        return [
+            Finding(
+                Severity.FAIL,
+                "Basic authentication is on in every EWS virtual directory, yet "
+                f"{offered.url} does not offer it: a proxy or load balancer in front of "
+                f"{host} most likely replaces the sign-in methods.",
+                evidence=(
+                    *(f"{v.identity}: BasicAuthentication True" for v in vdirs),
+                    f"WWW-Authenticate on the wire: {', '.join(offered.auth_schemes) or 'none'}",
+                ),
+                fix="basic_stripped_in_front",
+                values={"host": host},
+                subjects=(offered.url,),
+            )
+        ]
+    return []
+
+
+# --- the URL Exchange publishes -------------------------------------------------------
+
+
+def _same_url(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (
+        (pa.hostname or "").casefold() == (pb.hostname or "").casefold()
+        and (pa.port or 443) == (pb.port or 443)
+        and pa.path.rstrip("/").casefold() == pb.path.rstrip("/").casefold()
+    )
+
+
+def external_url_published(vdirs: Vdirs, given_url: str | None) -> Result:
+    problem = _unavailable(
+        vdirs, "EWS virtual directories (Get-WebServicesVirtualDirectory)"
+    )
+    if problem is not None:
+        return problem
+    findings = []
+    for v in vdirs:
+        proposed = given_url or (ews_url_for(v.internal_url) if v.internal_url else "")
+        values = {"identity": v.identity, "proposed": proposed}
+        if not v.external_url:
+            severity = Severity.WARN if v.internal_url else Severity.FAIL
+            findings.append(
+                Finding(
+                    severity,
+                    f"{v.identity} has no ExternalUrl"
+                    + (
+                        f"; only the InternalUrl {v.internal_url} is set."
+                        if v.internal_url
+                        else "."
+                    ),
+                    evidence=(f"InternalUrl: {v.internal_url}", "ExternalUrl: not set"),
+                    fix="external_url_missing",
+                    values=values,
+                    subjects=(v.identity,),
+                )
+            )
+            continue
+        parts = urlsplit(v.external_url)
+        if (
+            parts.scheme != "https"
+            or parts.path.rstrip("/").casefold() != "/ews/exchange.asmx"
+        ):
+            findings.append(
+                Finding(
+                    Severity.FAIL,
+                    f"{v.identity} publishes {v.external_url}, which is not an https "
+                    "/EWS/Exchange.asmx URL.",
+                    evidence=(f"ExternalUrl: {v.external_url}",),
+                    fix="external_url_missing",
+                    values={
+                        **values,
+                        "proposed": proposed or ews_url_for(v.external_url),
+                    },
+                    subjects=(v.identity,),
+                )
+            )
+        elif given_url and not _same_url(v.external_url, given_url):
+            findings.append(
+                Finding(
+                    Severity.WARN,
+                    f"{v.identity} publishes {v.external_url}, but the calendar service "
+                    f"is given {given_url}.",
+                    evidence=(f"ExternalUrl: {v.external_url}", f"given: {given_url}"),
+                    fix="external_url_differs",
+                    values=values,
+                    subjects=(v.identity,),
+                )
+            )
+    return findings
+
+
+# --- certificates in the servers' stores ----------------------------------------------
+
+
+def iis_certificate(
+    certificates: Certificates,
+    host: str | None,
+    presented_thumbprints: Sequence[str] = (),
+    now: dt.datetime | None = None,
+) -> Result:
+    """The certificate IIS serves (or, when the source does not say which it is, any
+    certificate) must cover the EWS host, be from a public CA and be current."""
+    problem = _unavailable(
+        certificates, "Exchange certificates (Get-ExchangeCertificate)"
+    )
+    if problem is not None:
+        return problem
+    now = now or dt.datetime.now(dt.UTC)
+    bound = [c for c in certificates if c.bound_to_iis]
+    candidates = bound or [c for c in certificates if c.bound_to_iis is None]
+    if not candidates:
+        return [
+            Finding(
+                Severity.FAIL,
+                "No Exchange certificate is bound to IIS.",
+                evidence=tuple(
+                    f"{c.thumbprint}: {', '.join(c.services or ())}"
+                    for c in certificates
+                ),
+                fix="iis_certificate_replace",
+                values={
+                    "host": host or "",
+                    "subject": f"CN={host}",
+                    "request_file": f"C:\\certreq\\{host}.req",
+                },
+            )
+        ]
+
+    def problems_of(c: ExchangeCertificateInfo) -> list[str]:
+        info = c.certificate
+        if info is None:
+            return ["its RawData could not be read"]
+        found = []
+        if info.self_signed:
+            found.append("it is self-signed")
+        elif c.root_ca_type is not None and c.root_ca_type not in ("ThirdParty",):
+            found.append(f"its root is not public (RootCAType {c.root_ca_type})")
+        if host and not any(names_match(n, host) for n in info.dns_names):
+            found.append(f"it does not name {host}")
+        if info.not_after < now:
+            found.append(f"it expired on {info.not_after:%Y-%m-%d}")
+        elif (info.not_after - now).days < EXPIRY_WARNING_DAYS:
+            found.append(f"it expires on {info.not_after:%Y-%m-%d}")
+        if (info.signature_hash or "") in ("sha1", "md5") and not info.self_signed:
+            found.append(f"it is signed with {info.signature_hash.upper()}")
+        return found
+
+    judged = {c.thumbprint: problems_of(c) for c in candidates}
+    good = [c for c in candidates if not judged[c.thumbprint]]
+    evidence = tuple(
+        f"{c.server or '?'} {c.thumbprint} "
+        f"({c.certificate.subject if c.certificate else 'unreadable'}; "
+        f"services {', '.join(c.services) if c.services is not None else 'not in the source'}): "
+        + ("; ".join(judged[c.thumbprint]) or "good")
+        for c in candidates
+    )
+    findings: list[Finding] = []
+    values = {
+        "host": host or "",
+        "subject": f"CN={host}",
+        "request_file": f"C:\\certreq\\{host}.req",
+    }
+    if not good:
+        what = (
+            "the certificate bound to IIS" if bound else "no certificate in the store"
+        )
+        servers = sorted({c.server for c in candidates if c.server})
+        where = f" on {listing(servers)}" if servers else ""
+        sentence = (
+            f"{what.capitalize()}{where} is fit for the calendar service: "
+            + "; ".join(
+                f"{c.thumbprint[:8]}… {', '.join(judged[c.thumbprint])}"
+                for c in candidates
+            )
+            + "."
+        )
+        if not bound:
+            sentence = (
+                f"No certificate in the store{where} is publicly trusted, current and "
+                f"names {host or 'the EWS host'}: "
+                + "; ".join(
+                    f"{c.thumbprint[:8]}… {', '.join(judged[c.thumbprint])}"
+                    for c in candidates
+                )
+                + "."
+            )
+        findings.append(
+            Finding(
+                Severity.FAIL,
+                sentence,
+                evidence=evidence,
+                fix="iis_certificate_replace",
+                values=values,
+                subjects=tuple(c.thumbprint for c in candidates),
+            )
+        )
+    if bound and presented_thumbprints:
+        configured = {c.thumbprint for c in bound}
+        strangers = [t for t in presented_thumbprints if t.upper() not in configured]
+        if strangers:
+            findings.append(
+                Finding(
+                    Severity.WARN,
+                    f"The endpoint presents a certificate ({listing(strangers)}) that is "
+                    "not the one bound to IIS on the Exchange servers: something in "
+                    "front terminates TLS.",
+                    evidence=(*evidence, f"presented: {listing(strangers)}"),
+                    subjects=tuple(strangers),
+                )
+            )
+    return findings

@@ -1,0 +1,165 @@
+"""Exchange's own configuration as facts, built from shell objects of any source.
+
+The same builders read live pypsrp output and offline Export-Clixml objects, so a
+property may arrive as a nested object (Identity with its ToString), a plain string, or
+Nil. Each builder takes what it needs and says what it could not read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ewsready.builds import BuildError, parse_build
+from ewsready.facts import CertificateInfo
+from ewsready.psobjects import PSObject
+
+
+def text_of(value: object) -> str | None:
+    """A property as text: a nested object's ToString, a plain value's str, or None."""
+    if value is None:
+        return None
+    if isinstance(value, PSObject):
+        return value.text
+    return str(value)
+
+
+def flag(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.casefold() in ("true", "false"):
+        return value.casefold() == "true"
+    return None
+
+
+def listed(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, list | tuple):
+        return tuple(t for t in (text_of(v) for v in value) if t)
+    text = text_of(value)
+    return tuple(part.strip() for part in text.split(",")) if text else ()
+
+
+# --- servers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExchangeServerInfo:
+    name: str
+    fqdn: str | None
+    build: str | None  # "15.1.2507.39"
+    version_text: str | None  # AdminDisplayVersion as Exchange shows it
+    roles: str | None
+    edition: str | None
+
+
+def exchange_servers(objects: Iterable[PSObject]) -> tuple[ExchangeServerInfo, ...]:
+    servers = []
+    for obj in objects:
+        version = obj.get("AdminDisplayVersion")
+        build = None
+        if isinstance(version, PSObject) and version.get("Major") is not None:
+            parts = [version.get(n) for n in ("Major", "Minor", "Build", "Revision")]
+            if all(isinstance(p, int) for p in parts):
+                build = ".".join(str(p) for p in parts)
+        if build is None and text_of(version):
+            try:
+                build = ".".join(str(n) for n in parse_build(text_of(version) or ""))
+            except BuildError:
+                build = None
+        servers.append(
+            ExchangeServerInfo(
+                name=text_of(obj.get("Name")) or text_of(obj.get("Identity")) or "?",
+                fqdn=text_of(obj.get("Fqdn")),
+                build=build,
+                version_text=text_of(version),
+                roles=text_of(obj.get("ServerRole")),
+                edition=text_of(obj.get("Edition")),
+            )
+        )
+    return tuple(servers)
+
+
+# --- EWS virtual directories ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VirtualDirectoryInfo:
+    identity: str  # "EX01\EWS (Default Web Site)"
+    server: str | None
+    basic: bool | None
+    windows: bool | None
+    internal_url: str | None
+    external_url: str | None
+
+
+def virtual_directories(
+    objects: Iterable[PSObject],
+) -> tuple[VirtualDirectoryInfo, ...]:
+    return tuple(
+        VirtualDirectoryInfo(
+            identity=text_of(obj.get("Identity")) or text_of(obj.get("Name")) or "?",
+            server=text_of(obj.get("Server")),
+            basic=flag(obj.get("BasicAuthentication")),
+            windows=flag(obj.get("WindowsAuthentication")),
+            internal_url=text_of(obj.get("InternalUrl")),
+            external_url=text_of(obj.get("ExternalUrl")),
+        )
+        for obj in objects
+    )
+
+
+# --- certificates -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExchangeCertificateInfo:
+    server: str | None
+    thumbprint: str
+    services: tuple[str, ...] | None  # None: the source did not say (e.g. a raw export)
+    root_ca_type: str | None
+    certificate: CertificateInfo | None  # parsed from RawData
+    raw: bytes | None
+
+    @property
+    def bound_to_iis(self) -> bool | None:
+        if self.services is None:
+            return None
+        return any(s.casefold() == "iis" for s in self.services)
+
+
+def exchange_certificates(
+    objects: Iterable[PSObject], server: str | None = None
+) -> tuple[ExchangeCertificateInfo, ...]:
+    from ewsready.probes.network import describe
+
+    certificates = []
+    for obj in objects:
+        raw = obj.get("RawData")
+        info = None
+        if isinstance(raw, bytes | bytearray):
+            try:
+                info = describe(bytes(raw))
+            except ValueError:
+                info = None
+        thumbprint = text_of(obj.get("Thumbprint")) or (
+            info.thumbprint if info else "?"
+        )
+        services = obj.get("Services")
+        certificates.append(
+            ExchangeCertificateInfo(
+                server=server or text_of(obj.get("PSComputerName")),
+                thumbprint=thumbprint.upper(),
+                services=listed(services) if services is not None else None,
+                root_ca_type=text_of(obj.get("RootCAType")),
+                certificate=info,
+                raw=bytes(raw) if isinstance(raw, bytes | bytearray) else None,
+            )
+        )
+    return tuple(certificates)
+
+
+def days_until(when: dt.datetime, now: dt.datetime) -> float:
+    return (when - now).total_seconds() / 86400

@@ -1,0 +1,158 @@
+import datetime as dt
+
+import pytest
+
+from ewsready.facts import HttpAnswer, Unavailable
+from ewsready.findings import Severity
+from ewsready.rules import configuration as rules
+from ewsready.shellfacts import (
+    ExchangeCertificateInfo,
+    ExchangeServerInfo,
+    VirtualDirectoryInfo,
+)
+from tests.factories import NOW, cert
+
+EWS = "https://mail.contoso.example/EWS/Exchange.asmx"
+
+
+def server(name, build):
+    return ExchangeServerInfo(
+        name,
+        f"{name.lower()}.contoso.local",
+        build,
+        f"build {build}",
+        "Mailbox",
+        "Standard",
+    )
+
+
+def vdir(name, basic=True, external=EWS, internal=None):
+    return VirtualDirectoryInfo(
+        f"{name}\\EWS (Default Web Site)",
+        name,
+        basic,
+        True,
+        internal or f"https://{name.lower()}.contoso.local/EWS/Exchange.asmx",
+        external,
+    )
+
+
+def test_unreadable_source_could_not_evaluate():
+    [finding] = rules.servers_at_least_2013(Unavailable("no [shell] settings"))
+    assert finding.severity == Severity.UNKNOWN
+    assert (
+        finding.sentence
+        == "Exchange servers (Get-ExchangeServer) could not be read: no [shell] settings."
+    )
+
+
+@pytest.mark.parametrize(
+    "servers, failing",
+    [
+        ([server("EX01", "15.2.2562.46")], []),
+        ([server("EX01", "15.2.2562.46"), server("EX10", "14.3.123.4")], ["EX10"]),
+    ],
+)
+def test_servers_at_least_2013(servers, failing):
+    findings = rules.servers_at_least_2013(servers)
+    assert [f.subjects[0] for f in findings] == failing
+
+
+def test_out_of_support_names_server_product_and_date():
+    [finding] = rules.servers_supported(
+        [server("SOLO-E16A", "15.1.2375.7")], today=dt.date(2026, 12, 4)
+    )
+    assert finding.severity == Severity.WARN
+    assert finding.sentence == (
+        "SOLO-E16A runs Exchange 2016 CU22 (build 15.1.2375.7), out of support since 2025-10-14."
+    )
+
+
+def test_basic_off_on_one_of_two_servers_names_only_that_directory():
+    [finding] = rules.basic_configured([vdir("EX01"), vdir("EX02", basic=False)])
+    assert (
+        finding.sentence
+        == "Basic authentication is off on EX02\\EWS (Default Web Site)."
+    )
+    assert finding.values["identities"] == ["EX02\\EWS (Default Web Site)"]
+    assert finding.values["servers"] == ["EX02"]
+
+
+def test_configured_but_not_offered_points_at_the_proxy():
+    offered = HttpAnswer(EWS, "GET", 401, auth_schemes=("Negotiate", "NTLM"))
+    [finding] = rules.basic_configured_and_offered([vdir("EX01")], offered)
+    assert (
+        "a proxy or load balancer in front of mail.contoso.example" in finding.sentence
+    )
+    assert (
+        rules.basic_configured_and_offered([vdir("EX01", basic=False)], offered) == []
+    )
+
+
+@pytest.mark.parametrize(
+    "directory, severity, sentence",
+    [
+        (vdir("EX01"), None, None),
+        (
+            vdir("EX01", external="https://MAIL.contoso.example/ews/exchange.asmx"),
+            None,
+            None,
+        ),
+        (
+            vdir("EX01", external=None),
+            Severity.WARN,
+            "EX01\\EWS (Default Web Site) has no ExternalUrl; only the InternalUrl "
+            "https://ex01.contoso.local/EWS/Exchange.asmx is set.",
+        ),
+        (
+            vdir("EX01", external="https://mail.contoso.example/owa"),
+            Severity.FAIL,
+            "EX01\\EWS (Default Web Site) publishes https://mail.contoso.example/owa, which is "
+            "not an https /EWS/Exchange.asmx URL.",
+        ),
+        (
+            vdir("EX01", external="https://webmail.contoso.example/EWS/Exchange.asmx"),
+            Severity.WARN,
+            "EX01\\EWS (Default Web Site) publishes https://webmail.contoso.example/EWS/Exchange.asmx, "
+            f"but the calendar service is given {EWS}.",
+        ),
+    ],
+)
+def test_external_url_published(directory, severity, sentence):
+    findings = rules.external_url_published([directory], EWS)
+    assert [(f.severity, f.sentence) for f in findings] == (
+        [(severity, sentence)] if sentence else []
+    )
+
+
+def certificate(services, **changes):
+    info = cert(**changes)
+    return ExchangeCertificateInfo(
+        "EX01", info.thumbprint, services, "ThirdParty", info, b""
+    )
+
+
+def test_good_iis_certificate_passes():
+    assert (
+        rules.iis_certificate(
+            [certificate(("IIS", "SMTP"))], "mail.contoso.example", now=NOW
+        )
+        == []
+    )
+
+
+def test_self_signed_iis_certificate_fails():
+    bad = certificate(("IIS",), self_signed=True, self_issued=True, dns_names=("EX01",))
+    [finding] = rules.iis_certificate([bad], "mail.contoso.example", now=NOW)
+    assert finding.severity == Severity.FAIL
+    assert "it is self-signed" in finding.sentence
+    assert "it does not name mail.contoso.example" in finding.sentence
+
+
+def test_presented_certificate_that_is_not_bound_is_a_warning():
+    good = certificate(("IIS",))
+    findings = rules.iis_certificate(
+        [good], "mail.contoso.example", ["AB" * 20], now=NOW
+    )
+    assert [f.severity for f in findings] == [Severity.WARN]
+    assert "something in front terminates TLS" in findings[0].sentence
