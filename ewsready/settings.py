@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 ACCESS_MODES = ("impersonation", "delegate")
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8", "9.9.9.9")
 PASSWORD_ENV = "EWSREADY_PASSWORD"
+SHELL_PASSWORD_ENV = "EWSREADY_SHELL_PASSWORD"
 # Local part and domain without separators or spaces; control characters are refused
 # separately (see _clean), so a CSV with ';' or a pasted "Name <a@b>" is caught.
 ADDRESS = re.compile(
@@ -94,6 +95,11 @@ class Settings:
     # Lab mode only: loopback stands in for public addresses, and no connection may
     # leave loopback whatever a (simulated) DNS answer says.
     lab: bool = False
+    # Exchange's own configuration: a remote shell, or nothing (checks say so).
+    shell_url: str | None = None
+    shell_username: str | None = None
+    shell_password: Secret | None = field(default=None, repr=False)
+    shell_auth: str = "basic"
 
     @property
     def ews_host(self) -> str:
@@ -120,6 +126,15 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "password_file": (str, "a file holding only the password"),
         "aws_secret_id": (str, "an AWS Secrets Manager secret holding the password"),
         "aws_region": (str, "the AWS region of that secret"),
+    },
+    "shell": {
+        "url": (
+            str,
+            "Exchange's remote PowerShell, e.g. https://ex01.contoso.local/PowerShell",
+        ),
+        "username": (str, "an account in View-Only Organization Management"),
+        "auth": (str, "'basic' (https only), 'ntlm' or 'kerberos'"),
+        "password_file": (str, "a file holding only the shell account's password"),
     },
     "mailboxes": {
         "invited": (list, "a list of invited e-mail addresses"),
@@ -429,6 +444,8 @@ def build_settings(
     ca_bundle = file_values.get("network.ca_bundle")
     ca_path = check_ca_bundle(path(ca_bundle)) if ca_bundle else None
 
+    shell = _shell_settings(file_values, env, path)
+
     workers = file_values.get("network.workers", 8)
     if not 1 <= workers <= 64:
         raise SettingsError(f"network.workers = {workers!r} must be from 1 to 64")
@@ -458,7 +475,47 @@ def build_settings(
             "network.busy_budget", file_values.get("network.busy_budget", 60), 0, 3600
         ),
         workers=int(workers),
+        **shell,
     )
+
+
+def _shell_settings(
+    file_values: Mapping[str, Any], env: Mapping[str, str], path: Callable[[str], Path]
+) -> dict[str, Any]:
+    """The [shell] table: all or nothing, password from the environment or a file."""
+    url = file_values.get("shell.url")
+    if not url:
+        extra = [k for k in file_values if k.startswith("shell.")]
+        if extra:
+            raise SettingsError(f"[shell] needs url as well as {', '.join(extra)}")
+        return {}
+    url = check_ews_url(str(url), "shell.url")
+    auth = file_values.get("shell.auth", "basic")
+    if auth not in ("basic", "ntlm", "kerberos"):
+        raise SettingsError(
+            f"shell.auth = {auth!r} is not 'basic', 'ntlm' or 'kerberos'"
+        )
+    if auth == "basic" and not url.startswith("https:"):
+        raise SettingsError("shell.url: Basic authentication needs an https URL")
+    username = file_values.get("shell.username")
+    if not username:
+        raise SettingsError(
+            "shell.username is not set; expected a read-only admin account"
+        )
+    if env.get(SHELL_PASSWORD_ENV):
+        password = Secret(env[SHELL_PASSWORD_ENV])
+    elif file_values.get("shell.password_file"):
+        password = read_password_file(path(file_values["shell.password_file"]))
+    else:
+        raise SettingsError(
+            f"no shell password: set {SHELL_PASSWORD_ENV} or shell.password_file"
+        )
+    return {
+        "shell_url": url,
+        "shell_username": _clean(str(username), "shell.username"),
+        "shell_password": password,
+        "shell_auth": auth,
+    }
 
 
 def check_ca_bundle(path: Path) -> Path:

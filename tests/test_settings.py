@@ -280,3 +280,29 @@ def test_password_file_must_be_a_regular_file(tmp_path):
 def test_unknown_home_folder(tmp_path):
     with pytest.raises(SettingsError, match="home folder"):
         build({"mailboxes.csv": "~nosuchuser-ewsready/x.csv"})
+
+
+def test_shell_settings(tmp_path):
+    settings = build(
+        {"shell.url": "https://ex01.contoso.local/PowerShell", "shell.username": "audit@c.example"},
+        env={**ENV, "EWSREADY_SHELL_PASSWORD": "shell-pw"},
+    )
+    assert settings.shell_url == "https://ex01.contoso.local/PowerShell"
+    assert settings.shell_password.reveal() == "shell-pw"
+    assert "shell-pw" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"shell.username": "a@b.example"}, "[shell] needs url as well as shell.username"),
+        ({"shell.url": "http://ex01/PowerShell", "shell.username": "a@b.example"}, "Basic authentication needs an https URL"),
+        ({"shell.url": "https://ex01/PowerShell"}, "shell.username is not set"),
+        ({"shell.url": "https://ex01/PowerShell", "shell.username": "a@b.example"}, "no shell password"),
+        ({"shell.url": "https://ex01/PowerShell", "shell.auth": "credssp"}, "shell.auth = 'credssp'"),
+    ],
+)
+def test_shell_mistakes(values, message):
+    with pytest.raises(SettingsError) as caught:
+        build(values)
+    assert message in str(caught.value)
