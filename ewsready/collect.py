@@ -19,7 +19,7 @@ from pathlib import Path
 import certifi
 from exchangelib.version import Version
 
-from ewsready import logs
+from ewsready import logs, shellfacts
 from ewsready.facts import (
     AddressFacts,
     Blocked,
@@ -28,9 +28,12 @@ from ewsready.facts import (
     LogonFacts,
     MailboxAccessFacts,
     Reachability,
+    Unavailable,
     UrlFacts,
 )
 from ewsready.probes import ews, http, network
+from ewsready.probes.shell import LiveShell, ReadOnlyViolation, ShellTarget
+from ewsready.psobjects import Cmdlet, ShellError, ShellSource
 from ewsready.rules.certificate import weaknesses
 from ewsready.rules.ews_url import answer_kind, ews_url_for, kind_of_path
 from ewsready.rules.reachability import unreachable
@@ -51,6 +54,7 @@ class Collector:
         public_roots: list[Path] | None = None,
         store_name: str | None = None,
         progress: Progress | None = None,
+        shell: ShellSource | None = None,
     ) -> None:
         self.settings = settings
         logs.install()
@@ -63,6 +67,7 @@ class Collector:
         self._chains: dict[str, tuple[list[bytes], str | None]] = {}
         self._version: Version | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="ewsready-"))
+        self._shell: ShellSource | Unavailable | None = shell
 
     # --- helpers ------------------------------------------------------------------
 
@@ -337,6 +342,78 @@ class Collector:
             tuple(unresolved),
         )
 
+    # --- Exchange's own configuration ------------------------------------------------
+
+    def shell(self) -> ShellSource | Unavailable:
+        """The shell source: given by the caller (lab, export) or from settings."""
+        with self._lock:
+            if self._shell is None:
+                s = self.settings
+                if s.shell_url and s.shell_username and s.shell_password:
+                    self._shell = LiveShell(
+                        ShellTarget(
+                            s.shell_url,
+                            s.shell_username,
+                            s.shell_password,
+                            s.shell_auth,
+                            ca_bundle=str(self.credential_bundle),
+                            timeout=s.read_timeout,
+                        )
+                    )
+                else:
+                    self._shell = Unavailable(
+                        "no shell is configured (a [shell] table in the tenant file, or "
+                        "--from-export with files from collect.ps1)"
+                    )
+            return self._shell
+
+    def _shell_read(self, what: str, build, *commands: Cmdlet):  # type: ignore[no-untyped-def]
+        source = self.shell()
+        if isinstance(source, Unavailable):
+            return source
+        try:
+            return build(source.run(tuple(commands)))
+        except ShellError as exc:
+            return Unavailable(f"{what} failed: {exc}")
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, ReadOnlyViolation):
+                raise
+            log.debug("shell read %s failed: %r", what, exc, exc_info=True)
+            return Unavailable(f"{what} could not run: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - pypsrp raises its own hierarchy
+            log.debug("shell read %s failed: %r", what, exc, exc_info=True)
+            return Unavailable(f"{what} could not run: {type(exc).__name__}")
+
+    @_once
+    def exchange_servers(self):  # type: ignore[no-untyped-def]
+        return self._shell_read(
+            "Get-ExchangeServer",
+            shellfacts.exchange_servers,
+            Cmdlet("Get-ExchangeServer"),
+        )
+
+    @_once
+    def ews_directories(self):  # type: ignore[no-untyped-def]
+        return self._shell_read(
+            "Get-WebServicesVirtualDirectory",
+            shellfacts.virtual_directories,
+            Cmdlet("Get-WebServicesVirtualDirectory", {"ADPropertiesOnly": True}),
+        )
+
+    @_once
+    def exchange_certificates(self):  # type: ignore[no-untyped-def]
+        return self._shell_read(
+            "Get-ExchangeCertificate",
+            shellfacts.exchange_certificates,
+            Cmdlet("Get-ExchangeCertificate"),
+        )
+
+    def presented_thumbprints(self) -> list[str]:
+        facts = self.certificates() if self.settings.ews_url else []
+        if isinstance(facts, Blocked):
+            return []
+        return [f.leaf.thumbprint for f in facts if f.leaf is not None]
+
     def _progress(self, what: str, total: int) -> Callable[[int], None] | None:
         if self.progress is None or total < 50:
             return None
@@ -354,3 +431,5 @@ class Collector:
     def close(self) -> None:
         ROUTES.remove(self.host, self.port)
         ews.forget_protocols()
+        if isinstance(self._shell, LiveShell):
+            self._shell.close()

@@ -32,7 +32,8 @@ class ReadOnlyViolation(ValueError):
 
 def check_read_only(pipeline: Pipeline) -> None:
     for cmdlet in pipeline:
-        if not cmdlet.name.startswith(READ_VERBS) or not cmdlet.name[4:].isalnum():
+        verb, dash, noun = cmdlet.name.partition("-")
+        if f"{verb}{dash}" not in READ_VERBS or not noun.isalnum():
             raise ReadOnlyViolation(
                 f"refusing to send {cmdlet.name!r}: the audit only reads"
             )
