@@ -6,8 +6,10 @@ from ewsready.rules import logon as rules
 from fixtures.expect import expect
 
 pytestmark = pytest.mark.logon
+endpoint = pytest.mark.endpoint
 
 
+@endpoint
 def test_service_account_signs_in_with_basic(logon):
     """A 401 while Basic is offered means a wrong, expired or locked password."""
     expect(rules.service_account_logs_on(logon))

@@ -197,8 +197,10 @@ def _guid(text: str) -> str:
 
 
 def _char(text: str) -> str:
-    # A System.Char is written as its UTF-16 code unit number.
-    return decode_string(chr(_integer(0, 0xFFFF)(text)))
+    # A System.Char is written as its UTF-16 code unit number; half a surrogate pair
+    # is no character on its own.
+    unit = _integer(0, 0xFFFF)(text)
+    return "\ufffd" if 0xD800 <= unit <= 0xDFFF else chr(unit)
 
 
 def _secure_string(text: str) -> SecureStringValue:

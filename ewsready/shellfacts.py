@@ -150,7 +150,12 @@ def exchange_certificates(
         services = obj.get("Services")
         certificates.append(
             ExchangeCertificateInfo(
-                server=server or text_of(obj.get("PSComputerName")),
+                # The collector tags each certificate with its server; a raw export
+                # only knows the server the session ran on.
+                server=server
+                or text_of(obj.get("EwsreadyServer"))
+                or text_of(obj.get("Server"))
+                or text_of(obj.get("PSComputerName")),
                 thumbprint=thumbprint.upper(),
                 services=listed(services) if services is not None else None,
                 root_ca_type=text_of(obj.get("RootCAType")),

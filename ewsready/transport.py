@@ -33,6 +33,8 @@ class Route:
     addresses: tuple[str, ...]
     verify: str | bool  # a CA bundle path; False only for requests without credentials
     loopback_only: bool = False
+    # A pinned certificate (SHA-256 of the leaf, hex): trusted whatever its issuer.
+    fingerprint: str | None = None
 
 
 class Routes:
@@ -129,13 +131,30 @@ class PinnedAdapter(HTTPAdapter):
             "https": PinnedHTTPSConnectionPool,
         }
 
-    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+    @staticmethod
+    def _route_of(request) -> Route | None:  # type: ignore[no-untyped-def]
         parsed = requests.utils.urlparse(request.url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        route = ROUTES.get(parsed.hostname or "", port)
+        return ROUTES.get(parsed.hostname or "", port)
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        route = self._route_of(request)
         if route is not None:
             kwargs["verify"] = route.verify
         return super().send(request, **kwargs)
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[no-untyped-def]
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        route = self._route_of(request)
+        if route is not None and route.fingerprint:
+            # The pinned certificate is the trust: urllib3 compares the leaf's digest.
+            pool_kwargs["cert_reqs"] = "CERT_NONE"
+            pool_kwargs.pop("ca_certs", None)
+            pool_kwargs.pop("ca_cert_dir", None)
+            pool_kwargs["assert_fingerprint"] = route.fingerprint
+        return host_params, pool_kwargs
 
 
 def session() -> requests.Session:

@@ -284,7 +284,10 @@ def test_unknown_home_folder(tmp_path):
 
 def test_shell_settings(tmp_path):
     settings = build(
-        {"shell.url": "https://ex01.contoso.local/PowerShell", "shell.username": "audit@c.example"},
+        {
+            "shell.url": "https://ex01.contoso.local/PowerShell",
+            "shell.username": "audit@c.example",
+        },
         env={**ENV, "EWSREADY_SHELL_PASSWORD": "shell-pw"},
     )
     assert settings.shell_url == "https://ex01.contoso.local/PowerShell"
@@ -295,11 +298,23 @@ def test_shell_settings(tmp_path):
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"shell.username": "a@b.example"}, "[shell] needs url as well as shell.username"),
-        ({"shell.url": "http://ex01/PowerShell", "shell.username": "a@b.example"}, "Basic authentication needs an https URL"),
+        (
+            {"shell.username": "a@b.example"},
+            "[shell] needs url as well as shell.username",
+        ),
+        (
+            {"shell.url": "http://ex01/PowerShell", "shell.username": "a@b.example"},
+            "Basic authentication needs an https URL",
+        ),
         ({"shell.url": "https://ex01/PowerShell"}, "shell.username is not set"),
-        ({"shell.url": "https://ex01/PowerShell", "shell.username": "a@b.example"}, "no shell password"),
-        ({"shell.url": "https://ex01/PowerShell", "shell.auth": "credssp"}, "shell.auth = 'credssp'"),
+        (
+            {"shell.url": "https://ex01/PowerShell", "shell.username": "a@b.example"},
+            "no shell password",
+        ),
+        (
+            {"shell.url": "https://ex01/PowerShell", "shell.auth": "credssp"},
+            "shell.auth = 'credssp'",
+        ),
     ],
 )
 def test_shell_mistakes(values, message):

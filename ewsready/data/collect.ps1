@@ -369,13 +369,18 @@ if ($mailboxFilter) {
     $mailboxCommand = 'Get-Mailbox -Identity <each -Mailbox address>'
 }
 Invoke-ExportStep -File 'GetMailbox.xml' -Command $mailboxCommand -Collect {
+    $seen = @{}
     $found = {
-        $mailboxes.Add([pscustomobject]@{
-            Address           = [string]$_.PrimarySmtpAddress
-            Guid              = [string]$_.Guid
-            DistinguishedName = [string]$_.DistinguishedName
-        })
-        $_
+        $primary = [string]$_.PrimarySmtpAddress
+        # Two invited addresses of one mailbox would otherwise read it twice.
+        if (-not $seen.ContainsKey($primary)) {
+            $seen[$primary] = $true
+            $mailboxes.Add([pscustomobject]@{
+                Address           = $primary
+                DistinguishedName = [string]$_.DistinguishedName
+            })
+            $_
+        }
     }
     if ($mailboxFilter) {
         foreach ($address in $mailboxFilter) {
@@ -405,7 +410,7 @@ Invoke-ExportStep -File 'GetMailboxFolderStatistics.xml' -Command 'Get-Mailbox |
         Show-MailboxProgress -Activity 'Calendar folders' -Done $done
         $done++
         try {
-            Get-MailboxFolderStatistics -Identity $box.Guid -FolderScope Calendar -ErrorAction Stop |
+            Get-MailboxFolderStatistics -Identity $box.DistinguishedName -FolderScope Calendar -ErrorAction Stop |
                 ForEach-Object {
                     # The default calendar is known by its type; its name is localized
                     # (Kalender, Calendrier, ...).

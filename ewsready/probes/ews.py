@@ -90,9 +90,18 @@ def _configuration(target: EwsTarget, version: Version | None) -> Configuration:
     )
 
 
+def _keep_pool_size() -> None:
+    """Stands in for exchangelib's decrease_poolsize (see _protocol)."""
+
+
 def _protocol(config: Configuration) -> Protocol:
     protocol = Protocol(config=config)
     protocol.TIMEOUT = config_timeout(config)
+    # On ErrorServerBusy exchangelib 5.6 shrinks its session pool while holding the
+    # pool lock; when every session is in use it then waits for a new one under that
+    # lock and deadlocks. The audit backs off itself (with_back_off), so the pool keeps
+    # its size instead.
+    protocol.decrease_poolsize = _keep_pool_size
     return protocol
 
 
@@ -440,6 +449,7 @@ def probe_mailboxes(
     """Read each (invited, primary) mailbox's calendar as the calendar service would."""
     config = _configuration(target, pinned_version(version))
     config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
+    _protocol(config)  # the cached protocol every Account below shares
     now = now or dt.datetime.now(dt.UTC)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
     window = (start, start + dt.timedelta(days=1))

@@ -15,8 +15,16 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import (
+    dsa,
+    ec,
+    ed448,
+    ed25519,
+    padding,
+    rsa,
+)
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from ewsready.facts import (
@@ -273,11 +281,35 @@ def _key(cert: x509.Certificate) -> tuple[str, int]:
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether issuer's key made cert's signature, whatever the hash (SHA-1 included:
+    old self-signed Exchange certificates use it, and they are still self-signed)."""
     try:
         cert.verify_directly_issued_by(issuer)
         return True
-    except (ValueError, TypeError, Exception):  # noqa: BLE001 - any failure means "no"
+    except (ValueError, TypeError, InvalidSignature):
+        pass
+    if cert.issuer != issuer.subject or cert.signature_hash_algorithm is None:
         return False
+    key = issuer.public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(
+                cert.signature,
+                cert.tbs_certificate_bytes,
+                padding.PKCS1v15(),
+                cert.signature_hash_algorithm,
+            )
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(
+                cert.signature,
+                cert.tbs_certificate_bytes,
+                ec.ECDSA(cert.signature_hash_algorithm),
+            )
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
 
 
 def describe(der: bytes) -> CertificateInfo:

@@ -4,7 +4,7 @@ ExportFolder answers the pipelines the audit runs from the files that the shippe
 collector (ewsready/data/collect.ps1) writes: one file per query, named after the
 cmdlet without its hyphen, plus manifest.json saying how each query went. Pipelines
 map to files through FILES; parameters the audit passes are applied to the loaded
-objects (PARAMETERS says which cmdlet accepts which).
+objects (_PARAMETERS and _IGNORED say which cmdlet accepts which).
 
 Whatever the export cannot answer raises ShellError with error_id NOT_IN_EXPORT and a
 message starting "not in the export:", so a check reports that it could not evaluate
@@ -196,16 +196,15 @@ class ExportFolder:
         self.path = Path(path)
         if not self.path.is_dir():
             raise ExportFolderError(
-                f"--from-export: {self.path} is not a folder; name the folder "
-                "collect.ps1 wrote"
+                f"{self.path} is not a folder; name the folder collect.ps1 wrote"
             )
         present = {p.name for p in self.path.iterdir() if p.is_file()}
         self.files = frozenset(present & KNOWN_FILES)
         if not self.files:
             raise ExportFolderError(
-                f"--from-export: {self.path} holds none of the files collect.ps1 "
-                f"writes ({', '.join(sorted(KNOWN_FILES))}); run collect.ps1 in the "
-                "Exchange Management Shell and name its output folder"
+                f"{self.path} holds none of the files collect.ps1 writes "
+                f"({', '.join(sorted(KNOWN_FILES))}); run collect.ps1 in the Exchange "
+                "Management Shell and name its output folder"
             )
         ignored = sorted(present - KNOWN_FILES - {MANIFEST})
         if ignored:
@@ -227,13 +226,9 @@ class ExportFolder:
             # PowerShell 5.1's Out-File -Encoding UTF8 writes a byte order mark.
             data = json.loads(path.read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ExportFolderError(
-                f"--from-export: {path} is unreadable: {exc}"
-            ) from None
+            raise ExportFolderError(f"{path} is unreadable: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("files", {}), dict):
-            raise ExportFolderError(
-                f"--from-export: {path} is not collect.ps1's manifest"
-            )
+            raise ExportFolderError(f"{path} is not collect.ps1's manifest")
         return data
 
     def _describe(self) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ewsready.clixml import decode_string
 from ewsready.psobjects import Cmdlet, Pipeline, PSObject, ShellError
 from ewsready.secret import Secret
 from ewsready.transport import PinnedAdapter
@@ -50,13 +51,39 @@ class ShellTarget:
     timeout: float = 60.0
 
 
+def _list_items(fragment: str) -> tuple[str, ...]:
+    """Items of a multi-valued property that pypsrp left as raw <LST> XML: each item's
+    text, or its ToString when it is an object."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = etree.fromstring(fragment.encode("utf-8"), parser)
+    except etree.XMLSyntaxError:
+        return (fragment,)
+    items = []
+    for child in root:
+        name = etree.QName(child).localname
+        if name == "Obj":
+            text = child.findtext("{*}ToString") or child.findtext("ToString")
+            items.append(decode_string(text or ""))
+        elif name != "Nil":
+            items.append(decode_string(child.text or ""))
+    return tuple(items)
+
+
 def convert(value: Any) -> Any:
     """pypsrp's deserialized values as plain Python and PSObject."""
     from pypsrp.complex_objects import ComplexObject, GenericComplexObject
 
     if isinstance(value, GenericComplexObject):
+        if "System.Enum" in value.types and value.to_string is not None:
+            return value.to_string  # enums and flags read as Exchange prints them
         properties = {k: convert(v) for k, v in value.adapted_properties.items()}
         properties.update({k: convert(v) for k, v in value.extended_properties.items()})
+        raw = value.property_sets[0] if len(value.property_sets) == 1 else None
+        if not properties and isinstance(raw, str) and raw.lstrip().startswith("<LST"):
+            return _list_items(raw)  # an Exchange multi-valued property
         if not properties and value.property_sets:
             return (
                 convert(value.property_sets[0])

@@ -293,63 +293,60 @@ def iis_certificate(
             )
         ]
 
-    def problems_of(c: ExchangeCertificateInfo) -> list[str]:
+    def problems_of(c: ExchangeCertificateInfo) -> tuple[list[str], list[str]]:
+        """(what makes it unusable, what only needs attention soon)."""
         info = c.certificate
         if info is None:
-            return ["its RawData could not be read"]
-        found = []
+            return ["its RawData could not be read"], []
+        hard, soft = [], []
         if info.self_signed:
-            found.append("it is self-signed")
-        elif c.root_ca_type is not None and c.root_ca_type not in ("ThirdParty",):
-            found.append(f"its root is not public (RootCAType {c.root_ca_type})")
+            hard.append("it is self-signed")
+        elif c.root_ca_type is not None and c.root_ca_type != "ThirdParty":
+            hard.append(f"its root is not public (RootCAType {c.root_ca_type})")
         if host and not any(names_match(n, host) for n in info.dns_names):
-            found.append(f"it does not name {host}")
+            hard.append(f"it does not name {host}")
         if info.not_after < now:
-            found.append(f"it expired on {info.not_after:%Y-%m-%d}")
+            hard.append(f"it expired on {info.not_after:%Y-%m-%d}")
         elif (info.not_after - now).days < EXPIRY_WARNING_DAYS:
-            found.append(f"it expires on {info.not_after:%Y-%m-%d}")
+            soft.append(f"it expires on {info.not_after:%Y-%m-%d}")
         if (info.signature_hash or "") in ("sha1", "md5") and not info.self_signed:
-            found.append(f"it is signed with {info.signature_hash.upper()}")
-        return found
+            hard.append(f"it is signed with {info.signature_hash.upper()}")
+        return hard, soft
 
     judged = {c.thumbprint: problems_of(c) for c in candidates}
-    good = [c for c in candidates if not judged[c.thumbprint]]
     evidence = tuple(
         f"{c.server or '?'} {c.thumbprint} "
-        f"({c.certificate.subject if c.certificate else 'unreadable'}; "
-        f"services {', '.join(c.services) if c.services is not None else 'not in the source'}): "
-        + ("; ".join(judged[c.thumbprint]) or "good")
+        f"({c.certificate.subject if c.certificate else 'unreadable'}; services "
+        f"{', '.join(c.services) if c.services is not None else 'not in the source'}): "
+        + ("; ".join(judged[c.thumbprint][0] + judged[c.thumbprint][1]) or "good")
         for c in candidates
     )
-    findings: list[Finding] = []
+    servers = sorted({c.server for c in candidates if c.server})
+    where = f" on {listing(servers)}" if servers else ""
     values = {
         "host": host or "",
         "subject": f"CN={host}",
         "request_file": f"C:\\certreq\\{host}.req",
     }
-    if not good:
-        what = (
-            "the certificate bound to IIS" if bound else "no certificate in the store"
+
+    def described(items: list[ExchangeCertificateInfo], which: int) -> str:
+        return "; ".join(
+            f"{c.thumbprint[:8]}… {', '.join(judged[c.thumbprint][which])}"
+            for c in items
         )
-        servers = sorted({c.server for c in candidates if c.server})
-        where = f" on {listing(servers)}" if servers else ""
-        sentence = (
-            f"{what.capitalize()}{where} is fit for the calendar service: "
-            + "; ".join(
-                f"{c.thumbprint[:8]}… {', '.join(judged[c.thumbprint])}"
-                for c in candidates
+
+    findings: list[Finding] = []
+    usable = [c for c in candidates if not judged[c.thumbprint][0]]
+    if not usable:
+        if bound:
+            sentence = (
+                f"The certificate bound to IIS{where} is not fit for the calendar "
+                f"service: {described(candidates, 0)}."
             )
-            + "."
-        )
-        if not bound:
+        else:
             sentence = (
                 f"No certificate in the store{where} is publicly trusted, current and "
-                f"names {host or 'the EWS host'}: "
-                + "; ".join(
-                    f"{c.thumbprint[:8]}… {', '.join(judged[c.thumbprint])}"
-                    for c in candidates
-                )
-                + "."
+                f"names {host or 'the EWS host'}: {described(candidates, 0)}."
             )
         findings.append(
             Finding(
@@ -361,6 +358,20 @@ def iis_certificate(
                 subjects=tuple(c.thumbprint for c in candidates),
             )
         )
+    else:
+        soon = [c for c in usable if judged[c.thumbprint][1]]
+        if len(soon) == len(usable):
+            findings.append(
+                Finding(
+                    Severity.WARN,
+                    f"The certificate{'s' if len(soon) > 1 else ''} that IIS{where} "
+                    f"can serve will expire soon: {described(soon, 1)}.",
+                    evidence=evidence,
+                    fix="iis_certificate_replace",
+                    values=values,
+                    subjects=tuple(c.thumbprint for c in soon),
+                )
+            )
     if bound and presented_thumbprints:
         configured = {c.thumbprint for c in bound}
         strangers = [t for t in presented_thumbprints if t.upper() not in configured]
