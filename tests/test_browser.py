@@ -69,3 +69,13 @@ def test_contoso_report_shows_verdict_and_fixes(scenario_run):
     assert "What to fix (7)" in dom
     assert "Why it matters:" in dom
     assert "https://learn.microsoft.com/" in dom
+
+
+def test_hostile_data_keeps_junit_and_json_valid(scenario_run):
+    import json
+    import xml.etree.ElementTree as ElementTree
+
+    run = scenario_run("hostile_names")
+    ElementTree.parse(run.run_dir / "junit.xml")
+    document = json.loads((run.run_dir / "results.json").read_text(encoding="utf-8"))
+    assert document["organisation"].startswith("<b id=")

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from ewsready.collect import Collector
-from fixtures.audit import lab_settings
+from fixtures.audit import lab_settings, lab_shell
 from lab import Lab, load_scenario
 
 READ_OPERATIONS = {"ConvertId", "ResolveNames", "GetFolder", "FindItem", "GetItem"}
@@ -14,8 +14,17 @@ READ_OPERATIONS = {"ConvertId", "ResolveNames", "GetFolder", "FindItem", "GetIte
 @pytest.mark.parametrize("name", ["contoso", "delegate_reviewer", "owa_url"])
 def test_a_full_audit_sends_only_read_operations(name):
     with Lab(load_scenario(name)) as lab:
-        collector = Collector(lab_settings(lab), [lab.public_root_bundle], "lab root")
+        settings = lab_settings(lab)
+        collector = Collector(
+            settings,
+            [lab.public_root_bundle],
+            "lab root",
+            shell=lab_shell(lab, settings),
+        )
         try:
+            collector.exchange_servers()
+            collector.ews_directories()
+            collector.exchange_certificates()
             collector.reachability()
             collector.certificates()
             collector.url()
@@ -25,8 +34,15 @@ def test_a_full_audit_sends_only_read_operations(name):
         finally:
             collector.close()
         log = list(lab.log)
+        shell = list(lab.shell_log)
 
-    operations = Counter(entry.operation for entry in log if entry.operation)
+    ews = [e for e in log if e.path.casefold().startswith("/ews/")]
+    operations = Counter(entry.operation for entry in ews if entry.operation)
     assert operations, "the audit reached EWS"
     assert set(operations) <= READ_OPERATIONS
+    wsman = {e.operation for e in log if e.path.casefold() in ("/powershell", "/wsman")}
+    assert wsman <= {"Create", "Command", "Receive", "Signal", "Delete"}
     assert {entry.method for entry in log} <= {"GET", "POST"}
+    assert shell, "the audit read Exchange's configuration"
+    for call in shell:
+        assert all(name.startswith(("Get-", "Test-")) for name in call.commands), call
