@@ -408,6 +408,79 @@ class Collector:
             Cmdlet("Get-ExchangeCertificate"),
         )
 
+    @_once
+    def impersonation(self):  # type: ignore[no-untyped-def]
+        """(service account, ApplicationImpersonation assignments, scope members).
+
+        Scope membership comes from Exchange (Get-Recipient with the scope's own
+        filter), so OPATH is never re-implemented here; the number of pipelines grows
+        with the scopes in use, not with the mailboxes."""
+        upn = self.settings.username
+        if not upn:
+            missing = Unavailable("the service account is not named in the settings")
+            return missing, missing, missing
+        account = self._shell_read(
+            "Get-Mailbox", shellfacts.account, Cmdlet("Get-Mailbox", {"Identity": upn})
+        )
+        assignments = self._shell_read(
+            "Get-ManagementRoleAssignment",
+            shellfacts.role_assignments,
+            Cmdlet(
+                "Get-ManagementRoleAssignment",
+                {"Role": "ApplicationImpersonation", "GetEffectiveUsers": True},
+            ),
+        )
+        if isinstance(assignments, Unavailable):
+            return account, assignments, assignments
+        scopes = []
+        for name in sorted({a.custom_scope for a in assignments if a.custom_scope}):
+            found = self._shell_read(
+                "Get-ManagementScope",
+                list,
+                Cmdlet("Get-ManagementScope", {"Identity": name}),
+            )
+            if isinstance(found, Unavailable):
+                return account, assignments, found
+            recipient_filter = (
+                shellfacts.text_of(found[0].get("RecipientFilter")) if found else None
+            )
+            if not recipient_filter:
+                return (
+                    account,
+                    assignments,
+                    Unavailable(f"scope {name} has no RecipientFilter"),
+                )
+            members = self._shell_read(
+                f"Get-Recipient for scope {name}",
+                shellfacts.primary_addresses,
+                Cmdlet(
+                    "Get-Recipient",
+                    {
+                        "RecipientPreviewFilter": recipient_filter,
+                        "ResultSize": "Unlimited",
+                    },
+                ),
+            )
+            if isinstance(members, Unavailable):
+                return account, assignments, members
+            scopes.append(shellfacts.ScopeMembers(name, recipient_filter, members))
+        return account, assignments, scopes
+
+    def target_mailboxes(self) -> list[str]:
+        """The invited mailboxes by primary address when EWS resolved them, else as
+        invited."""
+        if not self.settings.mailboxes:
+            return []
+        resolved = self.addresses() if self.settings.ews_url else None
+        if isinstance(resolved, AddressFacts):
+            # Addresses no mailbox has are invited_address's finding, not a scope gap.
+            return [
+                r.primary if r.found and r.primary else r.invited
+                for r in resolved.resolutions
+                if r.found or r.code != "ErrorNameResolutionNoResults"
+            ]
+        return list(self.settings.mailboxes)
+
     def presented_thumbprints(self) -> list[str]:
         facts = self.certificates() if self.settings.ews_url else []
         if isinstance(facts, Blocked):

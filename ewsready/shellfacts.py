@@ -168,3 +168,79 @@ def exchange_certificates(
 
 def days_until(when: dt.datetime, now: dt.datetime) -> float:
     return (when - now).total_seconds() / 86400
+
+
+# --- impersonation ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoleAssignmentInfo:
+    name: str
+    effective_user: (
+        str | None
+    )  # EffectiveUserName (display name) with -GetEffectiveUsers
+    user: str | None  # the effective user's identity text
+    assignee: str | None  # RoleAssigneeName: the user or group the role was given to
+    assignee_type: str | None
+    write_scope: str | None  # Organization, CustomRecipientScope, ...
+    custom_scope: str | None
+    enabled: bool
+    delegation: str | None  # Regular grants the role; Delegating only lets it be given
+
+
+def role_assignments(objects: Iterable[PSObject]) -> tuple[RoleAssignmentInfo, ...]:
+    return tuple(
+        RoleAssignmentInfo(
+            name=text_of(obj.get("Name")) or "?",
+            effective_user=text_of(obj.get("EffectiveUserName")),
+            user=text_of(obj.get("User")),
+            assignee=text_of(obj.get("RoleAssigneeName")),
+            assignee_type=text_of(obj.get("RoleAssigneeType")),
+            write_scope=text_of(obj.get("RecipientWriteScope")),
+            custom_scope=text_of(obj.get("CustomRecipientWriteScope")),
+            enabled=flag(obj.get("Enabled")) is not False,
+            delegation=text_of(obj.get("RoleAssignmentDelegationType")),
+        )
+        for obj in objects
+    )
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    identity: str | None
+    names: tuple[str, ...]  # every name an assignment row may use for the account
+
+
+def account(objects: Iterable[PSObject]) -> AccountInfo | None:
+    for obj in objects:
+        names = tuple(
+            dict.fromkeys(
+                t
+                for t in (
+                    text_of(obj.get(k))
+                    for k in (
+                        "Identity",
+                        "Name",
+                        "DisplayName",
+                        "Alias",
+                        "UserPrincipalName",
+                    )
+                )
+                if t
+            )
+        )
+        return AccountInfo(text_of(obj.get("Identity")), names)
+    return None
+
+
+@dataclass(frozen=True)
+class ScopeMembers:
+    scope: str
+    filter: str | None
+    members: frozenset[str]  # primary SMTP addresses, case-folded
+
+
+def primary_addresses(objects: Iterable[PSObject]) -> frozenset[str]:
+    return frozenset(
+        (text_of(obj.get("PrimarySmtpAddress")) or "").casefold() for obj in objects
+    ) - {""}

@@ -66,7 +66,7 @@ def test_contoso_report_shows_verdict_and_fixes(scenario_run):
     run = scenario_run("contoso")
     dom = dump_dom(run.run_dir / "report.html")
     assert "NOT READY for the calendar service" in dom
-    assert "What to fix (7)" in dom
+    assert "What to fix (8)" in dom
     assert "Why it matters:" in dom
     assert "https://learn.microsoft.com/" in dom
 

@@ -58,7 +58,18 @@ def test_the_offline_verdict_is_partial_and_says_why(audit):
     assert audit.document["verdict"] == "NOT READY"
     assert "checks were selected" in audit.stdout
     markers = {m for c in audit.document["checks"] for m in c["markers"]}
-    assert markers == {"version", "basic_auth", "ews_url", "certificate"}
+    assert markers == {
+        "version",
+        "basic_auth",
+        "ews_url",
+        "certificate",
+        "impersonation",
+    }
+    # The real export has no role assignments: that check says so instead of passing.
+    [impersonation] = [
+        c for c in audit.document["checks"] if "impersonation" in c["markers"]
+    ]
+    assert impersonation["severity"] == "could not evaluate"
 
 
 def test_fix_names_the_real_directory(audit):

@@ -93,7 +93,12 @@ def test_5_exchange_2010_is_below_the_minimum(scenario_run):
 
 def test_6_impersonation_denied_for_every_user(scenario_run):
     run = scenario_run("impersonation_denied")
-    [finding] = run.findings("failure")
+    # The inside view agrees: no assignment reaches the account.
+    assert (
+        f"No enabled ApplicationImpersonation assignment reaches {UPN}, directly or "
+        "through a group."
+    ) in run.sentences("failure")
+    [finding] = [f for f in run.findings("failure") if "impersonating" in f["sentence"]]
     assert finding["sentence"].startswith(
         f"The service account {UPN} cannot use 5 calendars of 5 impersonating "
         "(ErrorImpersonateUserDenied)"

@@ -156,3 +156,111 @@ def test_presented_certificate_that_is_not_bound_is_a_warning():
     )
     assert [f.severity for f in findings] == [Severity.WARN]
     assert "something in front terminates TLS" in findings[0].sentence
+
+
+# --- impersonation ------------------------------------------------------------------
+
+from ewsready.shellfacts import (
+    AccountInfo,
+    RoleAssignmentInfo,
+    ScopeMembers,
+)  # noqa: E402
+
+UPN = "svc-calendar@contoso.example"
+SVC = AccountInfo(
+    "contoso.local/Users/Calendar service", ("Calendar service", "svc-calendar")
+)
+TARGETS = ["ana@contoso.example", "room.harbour@contoso.example"]
+
+
+def assignment(user="Calendar service", scope="CalendarServiceMailboxes", **changes):
+    base = dict(
+        name="CalendarServiceImpersonation",
+        effective_user=user,
+        user=None,
+        assignee=user,
+        assignee_type="User",
+        write_scope="CustomRecipientScope" if scope else "Organization",
+        custom_scope=scope,
+        enabled=True,
+        delegation="Regular",
+    )
+    base.update(changes)
+    return RoleAssignmentInfo(**base)
+
+
+def scope(*members, filter_text="RecipientTypeDetails -eq 'UserMailbox'"):
+    return ScopeMembers("CalendarServiceMailboxes", filter_text, frozenset(members))
+
+
+@pytest.mark.parametrize(
+    "assignments, scopes, severity, sentence",
+    [
+        (
+            [assignment()],
+            [scope("ana@contoso.example", "room.harbour@contoso.example")],
+            None,
+            None,
+        ),
+        (
+            # Real case 1: an organisation admin, but only a delegating assignment.
+            [
+                assignment(
+                    user="Calendar service", delegation="DelegatingOrgWide", scope=None
+                )
+            ],
+            [],
+            Severity.FAIL,
+            f"No enabled ApplicationImpersonation assignment reaches {UPN}, directly or "
+            "through a group.",
+        ),
+        ([], [], Severity.FAIL, None),
+        ([assignment(enabled=False)], [scope(*TARGETS)], Severity.FAIL, None),
+        (
+            # Real case 2: the scope filters UserMailbox, the targets include a room.
+            [assignment()],
+            [scope("ana@contoso.example")],
+            Severity.FAIL,
+            f"1 of 2 target mailboxes are outside the impersonation scope of {UPN}: "
+            "room.harbour@contoso.example.",
+        ),
+        (
+            [assignment(scope=None)],
+            [],
+            Severity.WARN,
+            f"{UPN} may impersonate every mailbox in the organisation "
+            "(CalendarServiceImpersonation); a scope over the invited mailboxes is enough.",
+        ),
+        ([assignment(user="Other Person")], [scope(*TARGETS)], Severity.FAIL, None),
+    ],
+)
+def test_impersonation(assignments, scopes, severity, sentence):
+    findings = rules.impersonation_reaches_every_mailbox(
+        "impersonation", UPN, SVC, assignments, scopes, TARGETS
+    )
+    if severity is None:
+        assert findings == []
+    else:
+        assert findings[0].severity == severity
+        if sentence:
+            assert findings[0].sentence == sentence
+
+
+def test_impersonation_is_not_needed_for_delegate_access():
+    [finding] = rules.impersonation_reaches_every_mailbox(
+        "delegate", UPN, SVC, [], [], TARGETS
+    )
+    assert finding.severity == Severity.INFO
+
+
+def test_scope_gap_fix_lists_exactly_the_outside_mailboxes():
+    [finding] = rules.impersonation_reaches_every_mailbox(
+        "impersonation",
+        UPN,
+        SVC,
+        [assignment()],
+        [scope("ana@contoso.example")],
+        TARGETS,
+    )
+    assert finding.values["mailboxes"] == ["room.harbour@contoso.example"]
+    assert "RecipientTypeDetails -eq 'UserMailbox'" in " ".join(finding.evidence)

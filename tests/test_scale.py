@@ -51,3 +51,30 @@ def test_calendar_reads_do_not_multiply_per_mailbox(many):
         assert operations["FindItem"] == 0
     assert operations["GetItem"] == 0
     assert set(operations) <= {"ConvertId", "ResolveNames", "FindItem", "GetFolder"}
+
+
+def shell_pipelines_for(count: int) -> int:
+    from fixtures.audit import lab_shell
+
+    scenario = load_scenario("healthy").with_generated_users(count, "contoso.example")
+    with Lab(scenario) as lab:
+        settings = lab_settings(lab)
+        collector = Collector(
+            settings,
+            [lab.public_root_bundle],
+            "lab root",
+            shell=lab_shell(lab, settings),
+        )
+        try:
+            collector.addresses()
+            account, assignments, scopes = collector.impersonation()
+            targets = collector.target_mailboxes()
+        finally:
+            collector.close()
+        assert len(targets) == len(scenario.audit.invited)
+        assert all(len(s.members) >= len(targets) for s in scopes)
+        return len(lab.shell_log)
+
+
+def test_impersonation_pipelines_do_not_grow_with_mailboxes():
+    assert shell_pipelines_for(0) == shell_pipelines_for(1000)

@@ -13,8 +13,11 @@ from ewsready.rules import Result, from_blocked, listing
 from ewsready.rules.certificate import EXPIRY_WARNING_DAYS, names_match
 from ewsready.rules.ews_url import ews_url_for
 from ewsready.shellfacts import (
+    AccountInfo,
     ExchangeCertificateInfo,
     ExchangeServerInfo,
+    RoleAssignmentInfo,
+    ScopeMembers,
     VirtualDirectoryInfo,
 )
 
@@ -387,3 +390,115 @@ def iis_certificate(
                 )
             )
     return findings
+
+
+# --- impersonation ------------------------------------------------------------------
+
+
+def impersonation_reaches_every_mailbox(
+    access: str,
+    upn: str,
+    account: AccountInfo | None | Unavailable,
+    assignments: Sequence[RoleAssignmentInfo] | Unavailable | Blocked,
+    scopes: Sequence[ScopeMembers] | Unavailable,
+    targets: Sequence[str],
+) -> Result:
+    """An enabled ApplicationImpersonation assignment reaches the service account, and
+    its scope (Organization, or custom scopes Exchange itself resolves) covers every
+    target mailbox."""
+    if access != "impersonation":
+        return [
+            Finding(
+                Severity.INFO, f"Not needed: the calendar service uses {access} access."
+            )
+        ]
+    for facts, what in (
+        (assignments, "ApplicationImpersonation assignments"),
+        (account, f"the service account {upn}"),
+        (scopes, "management scopes"),
+    ):
+        if isinstance(facts, Unavailable | Blocked):
+            return _unavailable(facts, what) or []
+    if account is None:
+        return [
+            Finding(Severity.UNKNOWN, f"No recipient {upn} was found by the shell.")
+        ]
+    names = {n.casefold() for n in account.names}
+    reaching = [
+        a
+        for a in assignments
+        if a.enabled
+        and (a.delegation or "Regular") == "Regular"
+        and ({(a.effective_user or "").casefold(), (a.user or "").casefold()} & names)
+    ]
+    targets_folded = {t.casefold(): t for t in targets}
+    if not reaching:
+        return [
+            Finding(
+                Severity.FAIL,
+                f"No enabled ApplicationImpersonation assignment reaches {upn}, directly "
+                "or through a group.",
+                evidence=tuple(
+                    f"{a.name}: {a.effective_user or a.assignee} "
+                    f"({a.delegation or 'Regular'}, {'enabled' if a.enabled else 'disabled'})"
+                    for a in assignments
+                )
+                or (
+                    "Get-ManagementRoleAssignment -Role ApplicationImpersonation: none",
+                ),
+                fix="impersonation_missing",
+                values={
+                    "upn": upn,
+                    "scope": "CalendarServiceMailboxes",
+                    "assignment": "CalendarServiceImpersonation",
+                    "mailboxes": list(targets),
+                },
+                subjects=(upn,),
+            )
+        ]
+    if any((a.write_scope or "Organization") == "Organization" for a in reaching):
+        whole = [
+            a.name
+            for a in reaching
+            if (a.write_scope or "Organization") == "Organization"
+        ]
+        return [
+            Finding(
+                Severity.WARN,
+                f"{upn} may impersonate every mailbox in the organisation "
+                f"({listing(whole)}); a scope over the invited mailboxes is enough.",
+                evidence=tuple(
+                    f"{a.name}: RecipientWriteScope {a.write_scope}" for a in reaching
+                ),
+                fix="impersonation_missing",
+                values={
+                    "upn": upn,
+                    "scope": "CalendarServiceMailboxes",
+                    "assignment": "CalendarServiceImpersonation",
+                    "mailboxes": list(targets),
+                },
+                subjects=(upn,),
+            )
+        ]
+    used = {a.custom_scope for a in reaching if a.custom_scope}
+    covered: set[str] = set()
+    for scope in scopes:
+        if scope.scope in used:
+            covered |= scope.members
+    outside = [
+        original for folded, original in targets_folded.items() if folded not in covered
+    ]
+    if not outside:
+        return []
+    filters = [f"{s.scope}: {s.filter}" for s in scopes if s.scope in used]
+    return [
+        Finding(
+            Severity.FAIL,
+            f"{len(outside)} of {len(targets)} target mailboxes are outside the "
+            f"impersonation scope of {upn}: {listing(outside)}.",
+            evidence=(*filters, *(f"outside the scope: {t}" for t in outside[:200])),
+            fix="impersonation_scope_gap",
+            values={"upn": upn, "mailboxes": outside},
+            subjects=tuple(outside),
+        )
+    ]
