@@ -14,6 +14,7 @@ except ImportError:  # pragma: no cover - pytest-socket is in the test extra
     REFUSED = (ForeignAddress,)
 
 
+@pytest.mark.filterwarnings("ignore:A test tried to use socket")
 @pytest.mark.parametrize(
     "address",
     [

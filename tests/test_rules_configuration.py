@@ -6,8 +6,11 @@ from ewsready.facts import HttpAnswer, Unavailable
 from ewsready.findings import Severity
 from ewsready.rules import configuration as rules
 from ewsready.shellfacts import (
+    AccountInfo,
     ExchangeCertificateInfo,
     ExchangeServerInfo,
+    RoleAssignmentInfo,
+    ScopeMembers,
     VirtualDirectoryInfo,
 )
 from tests.factories import NOW, cert
@@ -159,12 +162,6 @@ def test_presented_certificate_that_is_not_bound_is_a_warning():
 
 
 # --- impersonation ------------------------------------------------------------------
-
-from ewsready.shellfacts import (
-    AccountInfo,
-    RoleAssignmentInfo,
-    ScopeMembers,
-)  # noqa: E402
 
 UPN = "svc-calendar@contoso.example"
 SVC = AccountInfo(
