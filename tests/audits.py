@@ -77,3 +77,14 @@ def run_audit(workdir: Path, *args: str, env: dict[str, str] | None = None) -> A
         document,
         latest.resolve() if latest.exists() else None,
     )
+
+
+def lab_collector(lab):  # type: ignore[no-untyped-def]
+    """A collector for a running lab, with the lab's shell, as --lab wires it."""
+    from ewsready.collect import Collector
+    from fixtures.audit import lab_settings, lab_shell
+
+    settings = lab_settings(lab)
+    return Collector(
+        settings, [lab.public_root_bundle], "lab root", shell=lab_shell(lab, settings)
+    )

@@ -4,9 +4,8 @@ from collections import Counter
 
 import pytest
 
-from ewsready.collect import Collector
-from fixtures.audit import lab_settings, lab_shell
 from lab import Lab, load_scenario
+from tests.audits import lab_collector
 
 READ_OPERATIONS = {"ConvertId", "ResolveNames", "GetFolder", "FindItem", "GetItem"}
 
@@ -14,13 +13,7 @@ READ_OPERATIONS = {"ConvertId", "ResolveNames", "GetFolder", "FindItem", "GetIte
 @pytest.mark.parametrize("name", ["contoso", "delegate_reviewer", "owa_url"])
 def test_a_full_audit_sends_only_read_operations(name):
     with Lab(load_scenario(name)) as lab:
-        settings = lab_settings(lab)
-        collector = Collector(
-            settings,
-            [lab.public_root_bundle],
-            "lab root",
-            shell=lab_shell(lab, settings),
-        )
+        collector = lab_collector(lab)
         try:
             collector.exchange_servers()
             collector.ews_directories()

@@ -11,6 +11,7 @@ import pytest
 from ewsready.collect import Collector
 from fixtures.audit import lab_settings
 from lab import Lab, load_scenario
+from tests.audits import lab_collector
 
 MAILBOXES = 500
 
@@ -54,17 +55,9 @@ def test_calendar_reads_do_not_multiply_per_mailbox(many):
 
 
 def shell_pipelines_for(count: int) -> int:
-    from fixtures.audit import lab_shell
-
     scenario = load_scenario("healthy").with_generated_users(count, "contoso.example")
     with Lab(scenario) as lab:
-        settings = lab_settings(lab)
-        collector = Collector(
-            settings,
-            [lab.public_root_bundle],
-            "lab root",
-            shell=lab_shell(lab, settings),
-        )
+        collector = lab_collector(lab)
         try:
             collector.addresses()
             account, assignments, scopes = collector.impersonation()

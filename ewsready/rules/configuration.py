@@ -395,6 +395,16 @@ def iis_certificate(
 # --- impersonation ------------------------------------------------------------------
 
 
+def _new_assignment(upn: str, targets: Sequence[str]) -> dict[str, object]:
+    """Values for the fix that creates a scoped assignment over the targets."""
+    return {
+        "upn": upn,
+        "scope": "CalendarServiceMailboxes",
+        "assignment": "CalendarServiceImpersonation",
+        "mailboxes": list(targets),
+    }
+
+
 def impersonation_reaches_every_mailbox(
     access: str,
     upn: str,
@@ -447,12 +457,7 @@ def impersonation_reaches_every_mailbox(
                     "Get-ManagementRoleAssignment -Role ApplicationImpersonation: none",
                 ),
                 fix="impersonation_missing",
-                values={
-                    "upn": upn,
-                    "scope": "CalendarServiceMailboxes",
-                    "assignment": "CalendarServiceImpersonation",
-                    "mailboxes": list(targets),
-                },
+                values=_new_assignment(upn, targets),
                 subjects=(upn,),
             )
         ]
@@ -471,12 +476,7 @@ def impersonation_reaches_every_mailbox(
                     f"{a.name}: RecipientWriteScope {a.write_scope}" for a in reaching
                 ),
                 fix="impersonation_missing",
-                values={
-                    "upn": upn,
-                    "scope": "CalendarServiceMailboxes",
-                    "assignment": "CalendarServiceImpersonation",
-                    "mailboxes": list(targets),
-                },
+                values=_new_assignment(upn, targets),
                 subjects=(upn,),
             )
         ]
