@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
+# The real Exchange 2016 export, in the copy of shared/ that sits beside the clone.
+REAL_EXPORTS = PROJECT.parent / "shared" / "real-world" / "exchange-clixml"
+CLIXML_HEADER = (
+    '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+)
 
 
 @dataclass(frozen=True)

@@ -25,3 +25,17 @@ def scenario_run(tmp_path_factory):
         return runs[name]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def real():
+    """The folder of real Export-Clixml files; missing means a broken checkout."""
+    from tests.audits import REAL_EXPORTS
+
+    if not (REAL_EXPORTS / "GetExchangeServer.xml").is_file():
+        pytest.fail(
+            f"the real Exchange exports are missing: expected {REAL_EXPORTS} (a copy "
+            "of shared/ beside the clone)",
+            pytrace=False,
+        )
+    return REAL_EXPORTS

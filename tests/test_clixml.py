@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -21,22 +20,7 @@ from psrpcore.types import deserialize_clixml
 
 from ewsready import clixml
 from ewsready.psobjects import PSObject
-
-REAL = Path(__file__).parents[2] / "shared" / "real-world" / "exchange-clixml"
-HEADER = (
-    '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
-)
-
-
-@pytest.fixture(scope="module")
-def real() -> Path:
-    if not (REAL / "GetExchangeServer.xml").is_file():
-        pytest.fail(
-            f"the real Exchange exports are missing: expected {REAL} (a copy of "
-            "shared/ beside the clone)",
-            pytrace=False,
-        )
-    return REAL
+from tests.audits import CLIXML_HEADER as HEADER
 
 
 def objs(body: str) -> str:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.audits import PROJECT, run_audit
-
-REAL = PROJECT.parent / "shared" / "real-world" / "exchange-clixml"
+from tests.audits import REAL_EXPORTS as REAL
+from tests.audits import run_audit
 
 
 @pytest.fixture(scope="module")

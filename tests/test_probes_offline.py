@@ -13,23 +13,9 @@ import pytest
 from ewsready.probes import offline
 from ewsready.probes.offline import NOT_FOUND, NOT_IN_EXPORT, ExportFolder
 from ewsready.psobjects import Cmdlet, PSObject, ShellError, ShellSource, pipeline
+from tests.audits import CLIXML_HEADER as HEADER
 
-REAL = Path(__file__).parents[2] / "shared" / "real-world" / "exchange-clixml"
 SCRIPT = Path(offline.__file__).parents[1] / "data" / "collect.ps1"
-HEADER = (
-    '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
-)
-
-
-@pytest.fixture(scope="module")
-def real() -> Path:
-    if not (REAL / "GetExchangeServer.xml").is_file():
-        pytest.fail(
-            f"the real Exchange exports are missing: expected {REAL} (a copy of "
-            "shared/ beside the clone)",
-            pytrace=False,
-        )
-    return REAL
 
 
 # --- a small CLIXML writer for collector-shaped exports -----------------------------
