@@ -466,6 +466,26 @@ class Collector:
             scopes.append(shellfacts.ScopeMembers(name, recipient_filter, members))
         return account, assignments, scopes
 
+    @_once
+    def send_as(self):  # type: ignore[no-untyped-def]
+        """(mailbox identity -> primary address, Send-As rows for the service account):
+        two pipelines over all mailboxes, whatever their number."""
+        upn = self.settings.username
+        if not upn:
+            missing = Unavailable("the service account is not named in the settings")
+            return missing, missing
+        every_mailbox = Cmdlet("Get-Mailbox", {"ResultSize": "Unlimited"})
+        mailboxes = self._shell_read(
+            "Get-Mailbox", shellfacts.mailbox_addresses, every_mailbox
+        )
+        entries = self._shell_read(
+            "Get-ADPermission",
+            shellfacts.send_as_entries,
+            every_mailbox,
+            Cmdlet("Get-ADPermission", {"User": upn}),
+        )
+        return mailboxes, entries
+
     def target_mailboxes(self) -> list[str]:
         """The invited mailboxes by primary address when EWS resolved them, else as
         invited."""

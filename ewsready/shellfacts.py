@@ -244,3 +244,41 @@ def primary_addresses(objects: Iterable[PSObject]) -> frozenset[str]:
     return frozenset(
         (text_of(obj.get("PrimarySmtpAddress")) or "").casefold() for obj in objects
     ) - {""}
+
+
+# --- Send As ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendAsEntry:
+    mailbox: str  # the mailbox's identity text, as Get-ADPermission names it
+    user: str | None
+    deny: bool
+    inherited: bool
+
+
+def send_as_entries(objects: Iterable[PSObject]) -> tuple[SendAsEntry, ...]:
+    """The Get-ADPermission rows that grant or deny the Send-As extended right."""
+    entries = []
+    for obj in objects:
+        rights = {r.casefold() for r in listed(obj.get("ExtendedRights"))}
+        if "send-as" not in rights:
+            continue
+        entries.append(
+            SendAsEntry(
+                mailbox=text_of(obj.get("Identity")) or "?",
+                user=text_of(obj.get("User")),
+                deny=flag(obj.get("Deny")) is True,
+                inherited=flag(obj.get("IsInherited")) is True,
+            )
+        )
+    return tuple(entries)
+
+
+def mailbox_addresses(objects: Iterable[PSObject]) -> dict[str, str]:
+    """Mailbox identity text -> primary SMTP address (case-folded)."""
+    return {
+        text_of(obj.get("Identity"))
+        or "": (text_of(obj.get("PrimarySmtpAddress")) or "").casefold()
+        for obj in objects
+    }

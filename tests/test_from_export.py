@@ -63,6 +63,7 @@ def test_the_offline_verdict_is_partial_and_says_why(audit):
         "ews_url",
         "certificate",
         "impersonation",
+        "send_as",
     }
     # The real export has no role assignments: that check says so instead of passing.
     [impersonation] = [

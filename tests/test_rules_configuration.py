@@ -11,6 +11,7 @@ from ewsready.shellfacts import (
     ExchangeServerInfo,
     RoleAssignmentInfo,
     ScopeMembers,
+    SendAsEntry,
     VirtualDirectoryInfo,
 )
 from tests.factories import NOW, cert
@@ -261,3 +262,59 @@ def test_scope_gap_fix_lists_exactly_the_outside_mailboxes():
     )
     assert finding.values["mailboxes"] == ["room.harbour@contoso.example"]
     assert "RecipientTypeDetails -eq 'UserMailbox'" in " ".join(finding.evidence)
+
+
+# --- Send As ------------------------------------------------------------------------
+
+
+MAILBOXES = {
+    "contoso.local/Users/Ana": "ana@contoso.example",
+    "contoso.local/Users/Ben": "ben@contoso.example",
+}
+
+
+@pytest.mark.parametrize(
+    "entries, failing",
+    [
+        (
+            [
+                SendAsEntry("contoso.local/Users/Ana", "CONTOSO\\svc", False, False),
+                SendAsEntry("contoso.local/Users/Ben", "CONTOSO\\svc", False, False),
+            ],
+            [],
+        ),
+        (
+            [SendAsEntry("contoso.local/Users/Ana", "CONTOSO\\svc", False, False)],
+            ["ben@contoso.example"],
+        ),
+        (
+            # Real case 4 (Editor present, Send As missing) and a Deny that wins.
+            [
+                SendAsEntry("contoso.local/Users/Ana", "CONTOSO\\svc", False, False),
+                SendAsEntry("contoso.local/Users/Ben", "CONTOSO\\svc", False, False),
+                SendAsEntry("contoso.local/Users/Ben", "CONTOSO\\svc", True, False),
+            ],
+            ["ben@contoso.example"],
+        ),
+    ],
+)
+def test_send_as(entries, failing):
+    findings = rules.send_as_on_every_mailbox(
+        "delegate",
+        UPN,
+        MAILBOXES,
+        entries,
+        ["ana@contoso.example", "ben@contoso.example"],
+    )
+    assert [s for f in findings for s in f.subjects] == failing
+
+
+def test_send_as_unreadable_is_not_a_pass():
+    [finding] = rules.send_as_on_every_mailbox(
+        "delegate",
+        UPN,
+        MAILBOXES,
+        Unavailable("not in the export"),
+        ["ana@contoso.example"],
+    )
+    assert finding.severity == Severity.UNKNOWN

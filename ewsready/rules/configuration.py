@@ -18,6 +18,7 @@ from ewsready.shellfacts import (
     ExchangeServerInfo,
     RoleAssignmentInfo,
     ScopeMembers,
+    SendAsEntry,
     VirtualDirectoryInfo,
 )
 
@@ -502,3 +503,58 @@ def impersonation_reaches_every_mailbox(
             subjects=tuple(outside),
         )
     ]
+
+
+# --- Send As ------------------------------------------------------------------------
+
+
+def send_as_on_every_mailbox(
+    access: str,
+    upn: str,
+    mailboxes: dict[str, str] | Unavailable,
+    entries: Sequence[SendAsEntry] | Unavailable,
+    targets: Sequence[str],
+) -> Result:
+    """Without impersonation the calendar service sends invitations as each user: the
+    Send As right for the service account on every target mailbox; a Deny wins."""
+    if access != "delegate":
+        return [
+            Finding(
+                Severity.INFO, f"Not needed: the calendar service uses {access} access."
+            )
+        ]
+    for facts, what in (
+        (mailboxes, "mailboxes (Get-Mailbox)"),
+        (entries, "Send As permissions (Get-ADPermission)"),
+    ):
+        if isinstance(facts, Unavailable):
+            return _unavailable(facts, what) or []
+    allowed: set[str] = set()
+    denied: set[str] = set()
+    for entry in entries:
+        address = mailboxes.get(entry.mailbox, entry.mailbox.casefold())
+        (denied if entry.deny else allowed).add(address)
+    missing, refused = [], []
+    for target in targets:
+        folded = target.casefold()
+        if folded in denied:
+            refused.append(target)
+        elif folded not in allowed:
+            missing.append(target)
+    findings = []
+    if missing or refused:
+        described = [f"{t}: no Send As" for t in missing] + [
+            f"{t}: Send As denied" for t in refused
+        ]
+        findings.append(
+            Finding(
+                Severity.FAIL,
+                f"{upn} may not send as {len(missing) + len(refused)} of {len(targets)} "
+                f"target mailboxes: {listing(missing + refused)}.",
+                evidence=tuple(described[:200]),
+                fix="send_as_missing",
+                values={"upn": upn, "mailboxes": missing + refused},
+                subjects=tuple(missing + refused),
+            )
+        )
+    return findings

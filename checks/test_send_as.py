@@ -1,0 +1,22 @@
+"""Requirement 7 without impersonation: Send As on each invited mailbox."""
+
+import pytest
+
+from ewsready.rules import configuration
+from fixtures.expect import expect
+
+pytestmark = pytest.mark.send_as
+
+
+def test_service_account_may_send_as_every_user(collector, settings):
+    """Get-ADPermission: the Send-As extended right, and no Deny, on each mailbox."""
+    mailboxes, entries = collector.send_as()
+    expect(
+        configuration.send_as_on_every_mailbox(
+            settings.access,
+            settings.username,
+            mailboxes,
+            entries,
+            collector.target_mailboxes(),
+        )
+    )
