@@ -486,6 +486,29 @@ class Collector:
         )
         return mailboxes, entries
 
+    @_once
+    def calendar_permissions(self):  # type: ignore[no-untyped-def]
+        """(mailbox -> calendar name by FolderType, (mailbox, folder) -> rights of the
+        service account): two pipelines over all mailboxes, whatever their number."""
+        upn = self.settings.username
+        if not upn:
+            missing = Unavailable("the service account is not named in the settings")
+            return missing, missing
+        folders = (
+            Cmdlet("Get-Mailbox", {"ResultSize": "Unlimited"}),
+            Cmdlet("Get-MailboxFolderStatistics", {"FolderScope": "Calendar"}),
+        )
+        calendars = self._shell_read(
+            "Get-MailboxFolderStatistics", shellfacts.calendar_folders, *folders
+        )
+        rights = self._shell_read(
+            "Get-MailboxFolderPermission",
+            shellfacts.folder_rights,
+            *folders,
+            Cmdlet("Get-MailboxFolderPermission", {"User": upn}),
+        )
+        return calendars, rights
+
     def target_mailboxes(self) -> list[str]:
         """The invited mailboxes by primary address when EWS resolved them, else as
         invited."""

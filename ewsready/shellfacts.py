@@ -282,3 +282,36 @@ def mailbox_addresses(objects: Iterable[PSObject]) -> dict[str, str]:
         or "": (text_of(obj.get("PrimarySmtpAddress")) or "").casefold()
         for obj in objects
     }
+
+
+# --- calendar folder permissions ------------------------------------------------------
+
+EDITOR_OR_MORE = frozenset({"editor", "publishingeditor", "owner"})
+
+
+def calendar_folders(objects: Iterable[PSObject]) -> dict[str, str]:
+    """Mailbox address (case-folded) -> its calendar's name, found by FolderType (the
+    name is localized: Calendar, Kalender, Calendrier...)."""
+    found = {}
+    for obj in objects:
+        if (text_of(obj.get("FolderType")) or "").casefold() != "calendar":
+            continue
+        identity = text_of(obj.get("Identity")) or ""
+        mailbox = identity.partition("\\")[0].casefold()
+        if mailbox:
+            found.setdefault(
+                mailbox, text_of(obj.get("Name")) or identity.partition("\\")[2]
+            )
+    return found
+
+
+def folder_rights(
+    objects: Iterable[PSObject],
+) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(mailbox address, folder name) -> AccessRights, from rows named 'addr:\\Folder'."""
+    rights = {}
+    for obj in objects:
+        identity = text_of(obj.get("Identity")) or ""
+        mailbox, _, folder = identity.partition(":\\")
+        rights[(mailbox.casefold(), folder)] = listed(obj.get("AccessRights"))
+    return rights

@@ -318,3 +318,69 @@ def test_send_as_unreadable_is_not_a_pass():
         ["ana@contoso.example"],
     )
     assert finding.severity == Severity.UNKNOWN
+
+
+# --- calendar permissions ------------------------------------------------------------
+
+CALENDARS = {"ana@contoso.example": "Calendar", "dieter@contoso.example": "Kalender"}
+
+
+@pytest.mark.parametrize(
+    "rights, failing",
+    [
+        # Real case 3: a de-DE mailbox whose calendar is "Kalender", with Editor: passes.
+        (
+            {
+                ("ana@contoso.example", "Calendar"): ("Editor",),
+                ("dieter@contoso.example", "Kalender"): ("Editor",),
+            },
+            [],
+        ),
+        (
+            {
+                ("ana@contoso.example", "Calendar"): ("Owner",),
+                ("dieter@contoso.example", "Kalender"): ("PublishingEditor",),
+            },
+            [],
+        ),
+        (
+            {
+                ("ana@contoso.example", "Calendar"): ("Reviewer",),
+                ("dieter@contoso.example", "Kalender"): ("Editor",),
+            },
+            ["ana@contoso.example"],
+        ),
+        # Editor on a folder named "Calendar" that is not this mailbox's calendar.
+        (
+            {
+                ("ana@contoso.example", "Calendar"): ("Editor",),
+                ("dieter@contoso.example", "Calendar"): ("Editor",),
+            },
+            ["dieter@contoso.example"],
+        ),
+    ],
+)
+def test_calendar_editor(rights, failing):
+    findings = rules.calendar_editor_on_every_mailbox(
+        "delegate",
+        UPN,
+        CALENDARS,
+        rights,
+        ["ana@contoso.example", "dieter@contoso.example"],
+    )
+    assert [s for f in findings for s in f.subjects] == failing
+
+
+def test_failing_calendar_names_its_current_level():
+    [finding] = rules.calendar_editor_on_every_mailbox(
+        "delegate",
+        UPN,
+        CALENDARS,
+        {("ana@contoso.example", "Calendar"): ("Reviewer",)},
+        ["ana@contoso.example"],
+    )
+    assert (
+        finding.sentence
+        == f"{UPN} lacks Editor on 1 of 1 calendars: ana@contoso.example (Reviewer)."
+    )
+    assert finding.evidence == ("ana@contoso.example:\\Calendar: Reviewer",)

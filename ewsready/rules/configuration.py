@@ -13,6 +13,7 @@ from ewsready.rules import Result, from_blocked, listing
 from ewsready.rules.certificate import EXPIRY_WARNING_DAYS, names_match
 from ewsready.rules.ews_url import ews_url_for
 from ewsready.shellfacts import (
+    EDITOR_OR_MORE,
     AccountInfo,
     ExchangeCertificateInfo,
     ExchangeServerInfo,
@@ -555,6 +556,64 @@ def send_as_on_every_mailbox(
                 fix="send_as_missing",
                 values={"upn": upn, "mailboxes": missing + refused},
                 subjects=tuple(missing + refused),
+            )
+        )
+    return findings
+
+
+# --- calendar folder permissions ------------------------------------------------------
+
+
+def calendar_editor_on_every_mailbox(
+    access: str,
+    upn: str,
+    calendars: dict[str, str] | Unavailable,
+    rights: dict[tuple[str, str], tuple[str, ...]] | Unavailable,
+    targets: Sequence[str],
+) -> Result:
+    """Without impersonation: Editor (or more) for the service account on each target
+    mailbox's calendar, the folder found by type whatever its name."""
+    if access != "delegate":
+        return [
+            Finding(
+                Severity.INFO, f"Not needed: the calendar service uses {access} access."
+            )
+        ]
+    for facts, what in (
+        (calendars, "calendar folders (Get-MailboxFolderStatistics)"),
+        (rights, "calendar permissions (Get-MailboxFolderPermission)"),
+    ):
+        if isinstance(facts, Unavailable):
+            return _unavailable(facts, what) or []
+    short, no_calendar = [], []
+    for target in targets:
+        name = calendars.get(target.casefold())
+        if name is None:
+            no_calendar.append(target)
+            continue
+        granted = rights.get((target.casefold(), name), ())
+        if not {r.casefold() for r in granted} & EDITOR_OR_MORE:
+            short.append((target, name, ", ".join(granted) or "none"))
+    findings = []
+    if short:
+        findings.append(
+            Finding(
+                Severity.FAIL,
+                f"{upn} lacks Editor on {len(short)} of {len(targets)} calendars: "
+                f"{listing(f'{t} ({level})' for t, _, level in short)}.",
+                evidence=tuple(
+                    f"{t}:\\{name}: {level}" for t, name, level in short[:200]
+                ),
+                fix="delegate_access_missing",
+                values={"upn": upn, "mailboxes": [t for t, _, _ in short]},
+                subjects=tuple(t for t, _, _ in short),
+            )
+        )
+    if no_calendar:
+        findings.append(
+            Finding(
+                Severity.UNKNOWN,
+                f"No calendar folder was found for {listing(no_calendar)}.",
             )
         )
     return findings
