@@ -408,6 +408,11 @@ class Collector:
             Cmdlet("Get-ExchangeCertificate"),
         )
 
+    def _unnamed_account(self) -> Unavailable | None:
+        if self.settings.username:
+            return None
+        return Unavailable("the service account is not named in the settings")
+
     @_once
     def impersonation(self):  # type: ignore[no-untyped-def]
         """(service account, ApplicationImpersonation assignments, scope members).
@@ -416,8 +421,8 @@ class Collector:
         filter), so OPATH is never re-implemented here; the number of pipelines grows
         with the scopes in use, not with the mailboxes."""
         upn = self.settings.username
-        if not upn:
-            missing = Unavailable("the service account is not named in the settings")
+        missing = self._unnamed_account()
+        if missing:
             return missing, missing, missing
         account = self._shell_read(
             "Get-Mailbox", shellfacts.account, Cmdlet("Get-Mailbox", {"Identity": upn})
@@ -471,8 +476,8 @@ class Collector:
         """(mailbox identity -> primary address, Send-As rows for the service account):
         two pipelines over all mailboxes, whatever their number."""
         upn = self.settings.username
-        if not upn:
-            missing = Unavailable("the service account is not named in the settings")
+        missing = self._unnamed_account()
+        if missing:
             return missing, missing
         every_mailbox = Cmdlet("Get-Mailbox", {"ResultSize": "Unlimited"})
         mailboxes = self._shell_read(
@@ -491,8 +496,8 @@ class Collector:
         """(mailbox -> calendar name by FolderType, (mailbox, folder) -> rights of the
         service account): two pipelines over all mailboxes, whatever their number."""
         upn = self.settings.username
-        if not upn:
-            missing = Unavailable("the service account is not named in the settings")
+        missing = self._unnamed_account()
+        if missing:
             return missing, missing
         folders = (
             Cmdlet("Get-Mailbox", {"ResultSize": "Unlimited"}),

@@ -45,14 +45,6 @@ class Finding:
     blocked_by: str | None = None
     subjects: tuple[str, ...] = ()  # objects the finding is about (mailboxes, hosts)
 
-    @property
-    def failing(self) -> bool:
-        return self.severity >= Severity.BLOCKED
-
 
 def blocked(cause: str, check: str) -> Finding:
     return Finding(Severity.BLOCKED, f"Blocked by {check}: {cause}", blocked_by=check)
-
-
-def unknown(sentence: str, *evidence: str) -> Finding:
-    return Finding(Severity.UNKNOWN, sentence, evidence=evidence)

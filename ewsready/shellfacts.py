@@ -7,7 +7,6 @@ Nil. Each builder takes what it needs and says what it could not read.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -166,10 +165,6 @@ def exchange_certificates(
     return tuple(certificates)
 
 
-def days_until(when: dt.datetime, now: dt.datetime) -> float:
-    return (when - now).total_seconds() / 86400
-
-
 # --- impersonation ------------------------------------------------------------------
 
 
@@ -285,8 +280,6 @@ def mailbox_addresses(objects: Iterable[PSObject]) -> dict[str, str]:
 
 
 # --- calendar folder permissions ------------------------------------------------------
-
-EDITOR_OR_MORE = frozenset({"editor", "publishingeditor", "owner"})
 
 
 def calendar_folders(objects: Iterable[PSObject]) -> dict[str, str]:

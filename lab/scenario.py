@@ -41,7 +41,6 @@ CALENDAR_RIGHTS = (
 )
 MAILBOX_KINDS = ("UserMailbox", "RoomMailbox", "SharedMailbox", "EquipmentMailbox")
 RECORD_TYPES = ("A", "AAAA", "CNAME", "SRV", "NXDOMAIN")
-OUTCOMES = ("failed", "warned", "blocked")
 
 
 class ScenarioError(ValueError):

@@ -175,3 +175,15 @@ def test_delegate_without_effective_rights_could_not_evaluate():
     [finding] = rules.every_calendar_readable(facts, UPN)
     assert finding.severity == Severity.UNKNOWN
     assert "no EffectiveRights" in finding.sentence
+
+
+def test_addresses_without_a_mailbox_are_not_passed_silently():
+    facts = MailboxAccessFacts(
+        "impersonation", (ok("a@c.example"),), 1, unresolved=("nobody@c.example",)
+    )
+    [finding] = rules.every_calendar_readable(facts, UPN)
+    assert finding.severity == Severity.BLOCKED
+    assert finding.sentence == (
+        "Blocked by invited_address: nobody@c.example was not read, as no mailbox has "
+        "that address"
+    )

@@ -32,7 +32,7 @@ from exchangelib import errors as ews_errors
 from exchangelib.folders import Calendar, FolderCollection
 from exchangelib.folders.roots import Root
 from exchangelib.properties import DistinguishedFolderId, EffectiveRights, Mailbox
-from exchangelib.protocol import BaseProtocol, CachingProtocol, Protocol
+from exchangelib.protocol import CachingProtocol, Protocol
 from exchangelib.version import Build, Version
 
 from ewsready.facts import (
@@ -94,19 +94,16 @@ def _keep_pool_size() -> None:
     """Stands in for exchangelib's decrease_poolsize (see _protocol)."""
 
 
-def _protocol(config: Configuration) -> Protocol:
+def _protocol(config: Configuration, timeout: float) -> Protocol:
+    """exchangelib's (cached) protocol for config, with the audit's request timeout."""
     protocol = Protocol(config=config)
-    protocol.TIMEOUT = config_timeout(config)
+    protocol.TIMEOUT = timeout
     # On ErrorServerBusy exchangelib 5.6 shrinks its session pool while holding the
     # pool lock; when every session is in use it then waits for a new one under that
     # lock and deadlocks. The audit backs off itself (with_back_off), so the pool keeps
     # its size instead.
     protocol.decrease_poolsize = _keep_pool_size
     return protocol
-
-
-def config_timeout(config: Configuration) -> float:
-    return getattr(config, "_ewsready_timeout", BaseProtocol.TIMEOUT)
 
 
 def forget_protocols() -> None:
@@ -155,10 +152,9 @@ def probe_logon(
 ) -> tuple[LogonFacts, Version | None]:
     """One signed-in request (the version guess); the server's build comes back with it."""
     config = _configuration(target, version=None)
-    config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
     started = time.monotonic()
     try:
-        protocol = _protocol(config)
+        protocol = _protocol(config, target.timeout)
         version = with_back_off(
             lambda: protocol.version, target.busy_budget, counter, "logon"
         )
@@ -253,8 +249,7 @@ def probe_addresses(
     progress: Callable[[int], None] | None = None,
 ) -> AddressFacts:
     config = _configuration(target, pinned_version(version))
-    config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
-    protocol = _protocol(config)
+    protocol = _protocol(config, target.timeout)
     results = _pooled(
         lambda a: _resolve_one(protocol, a, target, counter),
         addresses,
@@ -448,8 +443,7 @@ def probe_mailboxes(
 ) -> MailboxAccessFacts:
     """Read each (invited, primary) mailbox's calendar as the calendar service would."""
     config = _configuration(target, pinned_version(version))
-    config._ewsready_timeout = target.timeout  # type: ignore[attr-defined]
-    _protocol(config)  # the cached protocol every Account below shares
+    _protocol(config, target.timeout)  # the cached protocol every Account shares
     now = now or dt.datetime.now(dt.UTC)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
     window = (start, start + dt.timedelta(days=1))

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ewsready.clixml import decode_string
-from ewsready.psobjects import Cmdlet, Pipeline, PSObject, ShellError
+from ewsready.psobjects import Pipeline, PSObject, ShellError
 from ewsready.secret import Secret
 from ewsready.transport import PinnedAdapter
 
@@ -139,7 +139,7 @@ class LiveShell:
             port=parts.port or (443 if parts.scheme == "https" else 80),
             path=parts.path.lstrip("/") or "wsman",
             ssl=parts.scheme == "https",
-            auth=self.target.auth if self.target.auth != "kerberos" else "kerberos",
+            auth=self.target.auth,
             username=self.target.username,
             password=self.target.password.reveal(),
             cert_validation=self.target.ca_bundle or True,
@@ -214,7 +214,3 @@ class LiveShell:
                 except Exception as exc:  # noqa: BLE001 - closing is best effort
                     log.debug("shell close failed: %r", exc)
                 self._pool = None
-
-
-def cmdlet(name: str, **parameters: Any) -> Cmdlet:
-    return Cmdlet(name, parameters)

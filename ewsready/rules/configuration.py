@@ -13,7 +13,6 @@ from ewsready.rules import Result, from_blocked, listing
 from ewsready.rules.certificate import EXPIRY_WARNING_DAYS, names_match
 from ewsready.rules.ews_url import ews_url_for
 from ewsready.shellfacts import (
-    EDITOR_OR_MORE,
     AccountInfo,
     ExchangeCertificateInfo,
     ExchangeServerInfo,
@@ -36,6 +35,10 @@ def _unavailable(facts: object, what: str) -> Result | None:
     if not facts:
         return [Finding(Severity.UNKNOWN, f"{what}: the shell returned nothing.")]
     return None
+
+
+# Calendar roles that include Editor's rights (read, create, modify, delete items).
+EDITOR_OR_MORE = frozenset({"editor", "publishingeditor", "owner"})
 
 
 # --- version ------------------------------------------------------------------------

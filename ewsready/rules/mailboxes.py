@@ -75,6 +75,20 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
                     read.read_as,
                 )
             )
+    skipped = (
+        [
+            Finding(
+                Severity.BLOCKED,
+                f"Blocked by invited_address: {listing(facts.unresolved)} "
+                f"{'was' if len(facts.unresolved) == 1 else 'were'} not read, as no mailbox "
+                "has that address",
+                blocked_by="invited_address",
+                subjects=facts.unresolved,
+            )
+        ]
+        if facts.unresolved
+        else []
+    )
     if not failing and unknown_rights:
         return [
             Finding(
@@ -86,7 +100,7 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
             )
         ]
     if not failing:
-        return []
+        return skipped
 
     by_code: dict[str, list[MailboxRead]] = defaultdict(list)
     for read in failing:
@@ -118,7 +132,7 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
                 subjects=tuple(r.address for r in reads),
             )
         )
-    return findings
+    return findings + skipped
 
 
 def invited_addresses_are_primary(facts: AddressFacts | Blocked) -> Result:
