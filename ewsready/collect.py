@@ -55,6 +55,7 @@ class Collector:
         store_name: str | None = None,
         progress: Progress | None = None,
         shell: ShellSource | None = None,
+        directory: ShellSource | None = None,
     ) -> None:
         self.settings = settings
         logs.install()
@@ -68,6 +69,7 @@ class Collector:
         self._version: Version | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="ewsready-"))
         self._shell: ShellSource | Unavailable | None = shell
+        self._directory: ShellSource | Unavailable | None = directory
 
     # --- helpers ------------------------------------------------------------------
 
@@ -367,8 +369,33 @@ class Collector:
                     )
             return self._shell
 
-    def _shell_read(self, what: str, build, *commands: Cmdlet):  # type: ignore[no-untyped-def]
-        source = self.shell()
+    def directory(self) -> ShellSource | Unavailable:
+        """Active Directory's shell (a domain controller, or the export's files)."""
+        with self._lock:
+            if self._directory is None:
+                s = self.settings
+                if s.directory_url and s.directory_username and s.directory_password:
+                    self._directory = LiveShell(
+                        ShellTarget(
+                            s.directory_url,
+                            s.directory_username,
+                            s.directory_password,
+                            s.directory_auth,
+                            configuration="Microsoft.PowerShell",
+                            ca_bundle=str(self.credential_bundle),
+                            timeout=s.read_timeout,
+                        )
+                    )
+                else:
+                    self._directory = Unavailable(
+                        "no domain controller is configured (a [directory] table in "
+                        "the tenant file, or --from-export with GetADUser.xml from "
+                        "collect.ps1)"
+                    )
+            return self._directory
+
+    def _shell_read(self, what: str, build, *commands: Cmdlet, source=None):  # type: ignore[no-untyped-def]
+        source = source or self.shell()
         if isinstance(source, Unavailable):
             return source
         try:
@@ -514,6 +541,30 @@ class Collector:
         )
         return calendars, rights
 
+    @_once
+    def directory_account(self):  # type: ignore[no-untyped-def]
+        """The service account as Active Directory shows it, found by its UPN."""
+        source = self.directory()
+        if isinstance(source, Unavailable):
+            return source
+        # An export holds the one account collect.ps1 was given; a live query needs it.
+        missing = self._unnamed_account()
+        if missing and isinstance(source, LiveShell):
+            return missing
+        parameters: dict[str, object] = {
+            "Properties": list(shellfacts.DIRECTORY_PROPERTIES)
+        }
+        if self.settings.username:
+            # Inside the filter's quotes a quote is written twice (AD filter syntax).
+            upn = self.settings.username.replace("'", "''")
+            parameters["Filter"] = f"UserPrincipalName -eq '{upn}'"
+        return self._shell_read(
+            "Get-ADUser",
+            shellfacts.directory_accounts,
+            Cmdlet("Get-ADUser", parameters),
+            source=source,
+        )
+
     def target_mailboxes(self) -> list[str]:
         """The invited mailboxes by primary address when EWS resolved them, else as
         invited."""
@@ -552,5 +603,6 @@ class Collector:
     def close(self) -> None:
         ROUTES.remove(self.host, self.port)
         ews.forget_protocols()
-        if isinstance(self._shell, LiveShell):
-            self._shell.close()
+        for source in (self._shell, self._directory):
+            if isinstance(source, LiveShell):
+                source.close()

@@ -27,6 +27,8 @@ ACCESS_MODES = ("impersonation", "delegate")
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8", "9.9.9.9")
 PASSWORD_ENV = "EWSREADY_PASSWORD"
 SHELL_PASSWORD_ENV = "EWSREADY_SHELL_PASSWORD"
+DIRECTORY_PASSWORD_ENV = "EWSREADY_DIRECTORY_PASSWORD"
+REMOTE_PASSWORD_ENV = {"shell": SHELL_PASSWORD_ENV, "directory": DIRECTORY_PASSWORD_ENV}
 # Local part and domain without separators or spaces; control characters are refused
 # separately (see _clean), so a CSV with ';' or a pasted "Name <a@b>" is caught.
 ADDRESS = re.compile(
@@ -100,6 +102,11 @@ class Settings:
     shell_username: str | None = None
     shell_password: Secret | None = field(default=None, repr=False)
     shell_auth: str = "basic"
+    # The service account in Active Directory: a domain controller's PowerShell.
+    directory_url: str | None = None
+    directory_username: str | None = None
+    directory_password: Secret | None = field(default=None, repr=False)
+    directory_auth: str = "basic"
 
     @property
     def ews_host(self) -> str:
@@ -135,6 +142,16 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "username": (str, "an account in View-Only Organization Management"),
         "auth": (str, "'basic' (https only), 'ntlm' or 'kerberos'"),
         "password_file": (str, "a file holding only the shell account's password"),
+    },
+    "directory": {
+        "url": (
+            str,
+            "a domain controller's remote PowerShell, e.g. "
+            "https://dc01.contoso.local:5986/wsman",
+        ),
+        "username": (str, "an account that may read users (default: [shell]'s)"),
+        "auth": (str, "'basic' (https only), 'ntlm' or 'kerberos'"),
+        "password_file": (str, "a file holding only that account's password"),
     },
     "mailboxes": {
         "invited": (list, "a list of invited e-mail addresses"),
@@ -482,39 +499,69 @@ def build_settings(
 def _shell_settings(
     file_values: Mapping[str, Any], env: Mapping[str, str], path: Callable[[str], Path]
 ) -> dict[str, Any]:
-    """The [shell] table: all or nothing, password from the environment or a file."""
-    url = file_values.get("shell.url")
+    """The [shell] table and the [directory] table, which borrows the shell's account
+    when it names none of its own."""
+    shell = _remote("shell", file_values, env, path, {}, "a read-only admin account")
+    inherited = {
+        key.removeprefix("shell_"): value
+        for key, value in shell.items()
+        if key != "shell_url"
+    }
+    directory = _remote(
+        "directory",
+        file_values,
+        env,
+        path,
+        inherited,
+        "an account that may read the service account in Active Directory",
+    )
+    return {**shell, **directory}
+
+
+def _remote(
+    table: str,
+    file_values: Mapping[str, Any],
+    env: Mapping[str, str],
+    path: Callable[[str], Path],
+    inherited: Mapping[str, Any],
+    account: str,
+) -> dict[str, Any]:
+    """A remote PowerShell endpoint's table: all or nothing, Basic only over https,
+    the password from the environment or a file (or `inherited` from another table).
+    """
+    url = file_values.get(f"{table}.url")
     if not url:
-        extra = [k for k in file_values if k.startswith("shell.")]
+        extra = [k for k in file_values if k.startswith(f"{table}.")]
         if extra:
-            raise SettingsError(f"[shell] needs url as well as {', '.join(extra)}")
+            raise SettingsError(f"[{table}] needs url as well as {', '.join(extra)}")
         return {}
-    url = check_ews_url(str(url), "shell.url")
-    auth = file_values.get("shell.auth", "basic")
+    url = check_ews_url(str(url), f"{table}.url")
+    auth = file_values.get(f"{table}.auth", inherited.get("auth", "basic"))
     if auth not in ("basic", "ntlm", "kerberos"):
         raise SettingsError(
-            f"shell.auth = {auth!r} is not 'basic', 'ntlm' or 'kerberos'"
+            f"{table}.auth = {auth!r} is not 'basic', 'ntlm' or 'kerberos'"
         )
     if auth == "basic" and not url.startswith("https:"):
-        raise SettingsError("shell.url: Basic authentication needs an https URL")
-    username = file_values.get("shell.username")
+        raise SettingsError(f"{table}.url: Basic authentication needs an https URL")
+    username = file_values.get(f"{table}.username") or inherited.get("username")
     if not username:
-        raise SettingsError(
-            "shell.username is not set; expected a read-only admin account"
-        )
-    if env.get(SHELL_PASSWORD_ENV):
-        password = Secret(env[SHELL_PASSWORD_ENV])
-    elif file_values.get("shell.password_file"):
-        password = read_password_file(path(file_values["shell.password_file"]))
+        raise SettingsError(f"{table}.username is not set; expected {account}")
+    env_name = REMOTE_PASSWORD_ENV[table]
+    if env.get(env_name):
+        password = Secret(env[env_name])
+    elif file_values.get(f"{table}.password_file"):
+        password = read_password_file(path(file_values[f"{table}.password_file"]))
+    elif inherited.get("password") and not file_values.get(f"{table}.username"):
+        password = inherited["password"]
     else:
         raise SettingsError(
-            f"no shell password: set {SHELL_PASSWORD_ENV} or shell.password_file"
+            f"no {table} password: set {env_name} or {table}.password_file"
         )
     return {
-        "shell_url": url,
-        "shell_username": _clean(str(username), "shell.username"),
-        "shell_password": password,
-        "shell_auth": auth,
+        f"{table}_url": url,
+        f"{table}_username": _clean(str(username), f"{table}.username"),
+        f"{table}_password": password,
+        f"{table}_auth": auth,
     }
 
 

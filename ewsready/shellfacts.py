@@ -7,6 +7,7 @@ Nil. Each builder takes what it needs and says what it could not read.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -308,3 +309,78 @@ def folder_rights(
         mailbox, _, folder = identity.partition(":\\")
         rights[(mailbox.casefold(), folder)] = listed(obj.get("AccessRights"))
     return rights
+
+
+# --- the service account in Active Directory ---------------------------------------
+
+# msDS-UserPasswordExpiryTimeComputed holds a FILETIME; these two mean "never".
+_NEVER = (0, 0x7FFFFFFFFFFFFFFF)
+_FILETIME_EPOCH = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
+
+
+# What Get-ADUser must be asked for besides its default properties.
+DIRECTORY_PROPERTIES = (
+    "Enabled",
+    "LockedOut",
+    "PasswordNeverExpires",
+    "PasswordExpired",
+    "PasswordLastSet",
+    "msDS-UserPasswordExpiryTimeComputed",
+    "AccountExpirationDate",
+)
+
+
+@dataclass(frozen=True)
+class DirectoryAccount:
+    """The service account as Get-ADUser shows it; None where a property was absent."""
+
+    name: str
+    enabled: bool | None
+    locked: bool | None
+    password_never_expires: bool | None
+    password_expired: bool | None
+    password_last_set: dt.datetime | None
+    password_expires: dt.datetime | None  # None: never, or not readable
+    account_expires: dt.datetime | None
+
+
+def from_filetime(value: object) -> dt.datetime | None:
+    """A FILETIME (100 ns ticks since 1601, UTC) as a datetime; None for "never"."""
+    if isinstance(value, bool) or not isinstance(value, int) or value in _NEVER:
+        return None
+    if value < 0:
+        return None
+    try:
+        return _FILETIME_EPOCH + dt.timedelta(microseconds=value // 10)
+    except OverflowError:
+        return None
+
+
+def _moment(value: object) -> dt.datetime | None:
+    if not isinstance(value, dt.datetime):
+        return None
+    # Exchange and AD send local or unspecified kinds; treat a naive time as UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def directory_accounts(objects: Iterable[PSObject]) -> tuple[DirectoryAccount, ...]:
+    accounts = []
+    for obj in objects:
+        accounts.append(
+            DirectoryAccount(
+                name=text_of(obj.get("UserPrincipalName"))
+                or text_of(obj.get("SamAccountName"))
+                or text_of(obj.get("DistinguishedName"))
+                or "?",
+                enabled=flag(obj.get("Enabled")),
+                locked=flag(obj.get("LockedOut")),
+                password_never_expires=flag(obj.get("PasswordNeverExpires")),
+                password_expired=flag(obj.get("PasswordExpired")),
+                password_last_set=_moment(obj.get("PasswordLastSet")),
+                password_expires=from_filetime(
+                    obj.get("msDS-UserPasswordExpiryTimeComputed")
+                ),
+                account_expires=_moment(obj.get("AccountExpirationDate")),
+            )
+        )
+    return tuple(accounts)

@@ -135,6 +135,8 @@ class LabAccount:
     password_last_set_days_ago: float = 10.0
     # Days until the password expires; negative when it already has.
     password_expires_in_days: float = 80.0
+    # Days until the account itself expires (AccountExpirationDate); None: never.
+    account_expires_in_days: float | None = None
 
 
 @dataclass(frozen=True)

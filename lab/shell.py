@@ -2249,6 +2249,7 @@ _AD_USER_EXTRA = (
     "PasswordNeverExpires",
     "PasswordLastSet",
     "msDS-UserPasswordExpiryTimeComputed",
+    "AccountExpirationDate",
 )
 
 
@@ -2258,27 +2259,41 @@ def filetime(moment: datetime.datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 10_000_000 + delta.microseconds * 10
 
 
+# The one -Filter form the lab answers: the service account by its UPN.
+_UPN_FILTER = re.compile(
+    r"^\s*UserPrincipalName\s+-eq\s+'((?:[^']|'')*)'\s*$", re.IGNORECASE
+)
+
+
 def _get_ad_user(
     org: ShellOrganisation, call: _Invocation, stream: Iterator[Any] | None
 ) -> Iterator[Any]:
-    if call.text("Filter") is not None or call.text("LDAPFilter") is not None:
-        raise CmdletError(
-            LabError(
-                message="The lab's Get-ADUser answers -Identity only, not filters.",
-                exception=("System.ArgumentException", "System.SystemException"),
-                reason="ArgumentException",
-                error_id="ActiveDirectoryCmdlet:System.ArgumentException,"
-                "Microsoft.ActiveDirectory.Management.Commands.GetADUser",
-                category=ErrorCategory.InvalidArgument,
-                activity=call.name,
-            )
-        )
     wanted = [p.casefold() for p in call.texts("Properties")]
+    service = org.service
+    dn = org.user_dn(service.sam)
+    ad_filter = call.text("Filter")
+    if ad_filter is not None or call.text("LDAPFilter") is not None:
+        match = _UPN_FILTER.match(ad_filter or "")
+        if match is None:
+            raise CmdletError(
+                LabError(
+                    message="The lab's Get-ADUser answers -Identity, or -Filter "
+                    "\"UserPrincipalName -eq '...'\" only.",
+                    exception=("System.ArgumentException", "System.SystemException"),
+                    reason="ArgumentException",
+                    error_id="ActiveDirectoryCmdlet:System.ArgumentException,"
+                    "Microsoft.ActiveDirectory.Management.Commands.GetADUser",
+                    category=ErrorCategory.InvalidArgument,
+                    activity=call.name,
+                )
+            )
+        # A filter that matches nobody answers nothing, without an error.
+        if match.group(1).replace("''", "'").casefold() == service.upn.casefold():
+            yield call.output(_ad_user(org, dn, wanted))
+        return
     if stream is None and call.text("Identity") is None:
         raise CmdletError(_missing_parameter(call.name, "Identity"))
     for identity, _ in _inputs(call, stream):
-        service = org.service
-        dn = org.user_dn(service.sam)
         if not _matches(
             identity, service.upn, service.sam, f"{org.netbios}\\{service.sam}", dn
         ):
@@ -2338,6 +2353,11 @@ def _ad_user(org: ShellOrganisation, dn: str, wanted: list[str]) -> LabObject:
         "PasswordLastSet": now
         - datetime.timedelta(days=account.password_last_set_days_ago),
         "msDS-UserPasswordExpiryTimeComputed": PSInt64(expiry),
+        "AccountExpirationDate": (
+            None
+            if account.account_expires_in_days is None
+            else now + datetime.timedelta(days=account.account_expires_in_days)
+        ),
     }
     everything = "*" in wanted
     props = {n: values[n] for n in _AD_USER_DEFAULT}

@@ -1120,3 +1120,25 @@ def test_real_exchange_objects_are_replayed() -> None:
     assert len(domains) == 3
     assert refused.streams.error[0].reason == "ParameterBindingException"
     assert isinstance(other.shell_log[0], ShellCall)
+
+
+@pytest.mark.parametrize(
+    "ad_filter, found",
+    [
+        (f"UserPrincipalName -eq '{SERVICE}'", 1),
+        (f"userPrincipalName -EQ '{SERVICE.upper()}'", 1),
+        ("UserPrincipalName -eq 'o''brien@contoso.example'", 0),
+    ],
+)
+def test_get_ad_user_by_upn_filter(contoso: Lab, ad_filter: str, found: int) -> None:
+    with shell(contoso, "wsman") as pool:
+        ps, output = run(pool, ("Get-ADUser", {"Filter": ad_filter}))
+    # A filter that matches nobody answers nothing, without an error, as in AD.
+    assert not ps.had_errors and len(output) == found
+
+
+def test_get_ad_user_refuses_other_filters(contoso: Lab) -> None:
+    with shell(contoso, "wsman") as pool:
+        ps, output = run(pool, ("Get-ADUser", {"Filter": "Name -like '*'"}))
+    assert ps.had_errors and output == []
+    assert ps.streams.error[0].reason == "ArgumentException"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -40,7 +41,10 @@ def _element(value, name=None) -> str:
     if isinstance(value, bool):
         return f"<B{n}>{str(value).lower()}</B>"
     if isinstance(value, int):
-        return f"<I32{n}>{value}</I32>"
+        kind = "I32" if -(2**31) <= value < 2**31 else "I64"
+        return f"<{kind}{n}>{value}</{kind}>"
+    if isinstance(value, dt.datetime):
+        return f"<DT{n}>{value.isoformat()}</DT>"
     if isinstance(value, str):
         return f"<S{n}>{escape(value)}</S>"
     if isinstance(value, tuple):
@@ -791,3 +795,70 @@ def test_untagged_rows_are_matched_by_mailbox_identity(export):
         "Get-MailboxFolderPermission", {"Identity": "bert@contoso.example:\\Kalender"}
     )
     assert [str(r["User"]) for r in source.run(pipeline(query))] == ["Default"]
+
+
+def with_ad_user(export: Path, *users: Obj) -> None:
+    """The fixture's export, with GetADUser.xml collected after all."""
+    write(export, "GetADUser.xml", *users)
+    manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8-sig"))
+    manifest["files"]["GetADUser.xml"] = {"status": "ok"}
+    (export / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_the_service_account_from_get_aduser(export):
+    from ewsready.collect import Collector
+    from ewsready.secret import Secret
+    from ewsready.settings import Settings
+
+    with_ad_user(
+        export,
+        Obj(
+            "CN=svc-calendar,CN=Users,DC=contoso,DC=local",
+            "Microsoft.ActiveDirectory.Management.ADUser",
+            UserPrincipalName=SERVICE,
+            Enabled=True,
+            LockedOut=False,
+            PasswordNeverExpires=False,
+            PasswordExpired=False,
+            PasswordLastSet=dt.datetime(2026, 9, 5, 9, 30, tzinfo=dt.UTC),
+            **{"msDS-UserPasswordExpiryTimeComputed": 134095104000000000},
+            AccountExpirationDate=None,
+        ),
+    )
+
+    # The export holds the account collect.ps1 was given: no name is needed here.
+    settings = Settings(organisation="x", ews_url="", username="", password=Secret(""))
+    source = ExportFolder(export)
+    collector = Collector(settings, shell=source, directory=source)
+    try:
+        (account,) = collector.directory_account()
+    finally:
+        collector.close()
+    assert account.name == SERVICE
+    assert account.password_last_set == dt.datetime(2026, 9, 5, 9, 30, tzinfo=dt.UTC)
+    assert account.password_expires == dt.datetime(2025, 12, 6, 16, 0, tzinfo=dt.UTC)
+    assert (account.enabled, account.locked, account.password_expired) == (
+        True,
+        False,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "upn_filter, found",
+    [
+        (f"UserPrincipalName -eq '{SERVICE}'", 1),
+        (f"userprincipalname -EQ '{SERVICE.upper()}'", 1),
+        ("UserPrincipalName -eq 'someone@contoso.example'", 0),
+    ],
+)
+def test_get_aduser_by_upn_filter(export, upn_filter, found):
+    with_ad_user(export, Obj("svc", UserPrincipalName=SERVICE))
+    rows = ExportFolder(export).run((Cmdlet("Get-ADUser", {"Filter": upn_filter}),))
+    assert len(rows) == found
+
+
+def test_get_aduser_refuses_other_filters(export):
+    with_ad_user(export, Obj("svc", UserPrincipalName=SERVICE))
+    with pytest.raises(ShellError, match="can answer -Filter"):
+        ExportFolder(export).run((Cmdlet("Get-ADUser", {"Filter": "Name -like '*'"}),))

@@ -204,13 +204,17 @@ def scope(*members, filter_text="RecipientTypeDetails -eq 'UserMailbox'"):
             # Real case 1: an organisation admin, but only a delegating assignment.
             [
                 assignment(
-                    user="Calendar service", delegation="DelegatingOrgWide", scope=None
+                    user="Calendar service",
+                    assignee="Organization Management",
+                    delegation="DelegatingOrgWide",
+                    scope=None,
                 )
             ],
             [],
             Severity.FAIL,
             f"No enabled ApplicationImpersonation assignment reaches {UPN}, directly or "
-            "through a group.",
+            "through a group. What it gets through Organization Management is a "
+            "delegating assignment: it may give the role to others, not use it.",
         ),
         ([], [], Severity.FAIL, None),
         ([assignment(enabled=False)], [scope(*TARGETS)], Severity.FAIL, None),

@@ -321,3 +321,69 @@ def test_shell_mistakes(values, message):
     with pytest.raises(SettingsError) as caught:
         build(values)
     assert message in str(caught.value)
+
+
+SHELL = {
+    "shell.url": "https://ex01.contoso.local/PowerShell",
+    "shell.username": "audit@c.example",
+}
+DC = "https://dc01.contoso.local:5986/wsman"
+
+
+@pytest.mark.parametrize(
+    "values, env, username, password, auth",
+    [
+        # Without an account of its own, [directory] borrows the shell's.
+        ({**SHELL, "directory.url": DC}, {}, "audit@c.example", "shell-pw", "basic"),
+        (
+            {**SHELL, "shell.auth": "ntlm", "directory.url": DC},
+            {},
+            "audit@c.example",
+            "shell-pw",
+            "ntlm",
+        ),
+        (
+            {**SHELL, "directory.url": DC, "directory.username": "ad@c.example"},
+            {"EWSREADY_DIRECTORY_PASSWORD": "dc-pw"},
+            "ad@c.example",
+            "dc-pw",
+            "basic",
+        ),
+        (
+            {"directory.url": DC, "directory.username": "ad@c.example"},
+            {"EWSREADY_DIRECTORY_PASSWORD": "dc-pw"},
+            "ad@c.example",
+            "dc-pw",
+            "basic",
+        ),
+    ],
+)
+def test_directory_settings(values, env, username, password, auth):
+    settings = build(values, env={**ENV, "EWSREADY_SHELL_PASSWORD": "shell-pw", **env})
+    assert settings.directory_url == DC
+    assert settings.directory_username == username
+    assert settings.directory_password.reveal() == password
+    assert settings.directory_auth == auth
+    assert password not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"directory.username": "a@b.example"}, "[directory] needs url"),
+        ({"directory.url": DC}, "directory.username is not set"),
+        (
+            # Its own account needs its own password, never the shell's.
+            {**SHELL, "directory.url": DC, "directory.username": "ad@c.example"},
+            "no directory password: set EWSREADY_DIRECTORY_PASSWORD",
+        ),
+        (
+            {"directory.url": "http://dc01/wsman", "directory.username": "a@b.example"},
+            "directory.url: Basic authentication needs an https URL",
+        ),
+    ],
+)
+def test_directory_mistakes(values, message):
+    with pytest.raises(SettingsError) as caught:
+        build(values, env={**ENV, "EWSREADY_SHELL_PASSWORD": "shell-pw"})
+    assert message in str(caught.value)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -656,6 +657,23 @@ def _by_filter(folder: ExportFolder, file: str, value: Any) -> Keep:
     return lambda row: str(row.get(FILTER_TAG)) == str(value)
 
 
+_UPN_FILTER = re.compile(
+    r"^\s*UserPrincipalName\s+-eq\s+'((?:[^']|'')*)'\s*$", re.IGNORECASE
+)
+
+
+def _by_upn_filter(folder: ExportFolder, file: str, value: Any) -> Keep:
+    """Get-ADUser -Filter "UserPrincipalName -eq '...'", the form collect.ps1 uses."""
+    match = _UPN_FILTER.match(str(value))
+    if match is None:
+        raise _not_in_export(
+            f"{file} can answer -Filter \"UserPrincipalName -eq '...'\" only, not "
+            f"{value!r}"
+        )
+    wanted = match.group(1).replace("''", "'").casefold()
+    return lambda row: wanted in _folded(_texts(row.get("UserPrincipalName")))
+
+
 def _by_types(folder: ExportFolder, file: str, value: Any) -> Keep:
     wanted = _folded(
         value if isinstance(value, tuple | list) else str(value).split(",")
@@ -681,6 +699,7 @@ _PARAMETERS: dict[tuple[str, str], Filter] = {
     ("get-recipient", "recipienttypedetails"): _by_types,
     ("get-user", "identity"): _by_identity,
     ("get-aduser", "identity"): _by_identity,
+    ("get-aduser", "filter"): _by_upn_filter,
     ("get-mailbox", "identity"): _by_mailbox_identity,
     ("get-mailbox", "recipienttypedetails"): _by_types,
     ("get-mailboxfolderstatistics", "identity"): _by_mailbox,

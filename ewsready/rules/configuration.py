@@ -448,11 +448,27 @@ def impersonation_reaches_every_mailbox(
     ]
     targets_folded = {t.casefold(): t for t in targets}
     if not reaching:
+        delegating = [
+            a
+            for a in assignments
+            if (a.delegation or "Regular") != "Regular"
+            and (
+                {(a.effective_user or "").casefold(), (a.user or "").casefold()} & names
+            )
+        ]
+        # An admin often assumes the role group's delegating assignment is enough.
+        why = (
+            " What it gets through "
+            f"{listing(sorted({a.assignee or a.name for a in delegating}))} is a "
+            "delegating assignment: it may give the role to others, not use it."
+            if delegating
+            else ""
+        )
         return [
             Finding(
                 Severity.FAIL,
                 f"No enabled ApplicationImpersonation assignment reaches {upn}, directly "
-                "or through a group.",
+                f"or through a group.{why}",
                 evidence=tuple(
                     f"{a.name}: {a.effective_user or a.assignee} "
                     f"({a.delegation or 'Regular'}, {'enabled' if a.enabled else 'disabled'})"

@@ -1,0 +1,91 @@
+"""The real cases of Exchange's own configuration, diagnosed right over real WinRM.
+
+Each runs the audit on a lab scenario (tests/audits.run_audit) and asserts the finding
+sentence and the fix an admin would paste.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+UPN = "svc-calendar@contoso.example"
+
+
+def test_1_an_organisation_admin_without_impersonation(scenario_run):
+    run = scenario_run("org_admin_no_impersonation")
+    assert (
+        f"No enabled ApplicationImpersonation assignment reaches {UPN}, directly or "
+        "through a group. What it gets through Organization Management is a "
+        "delegating assignment: it may give the role to others, not use it."
+    ) in run.sentences("failure")
+    assert (
+        "New-ManagementRoleAssignment -Name 'CalendarServiceImpersonation' "
+        f"-Role ApplicationImpersonation -User '{UPN}'"
+    ) in run.commands()
+
+
+def test_2_a_user_mailbox_scope_leaves_the_room_out(scenario_run):
+    run = scenario_run("scope_excludes_rooms")
+    assert (
+        f"1 of 3 target mailboxes are outside the impersonation scope of {UPN}: "
+        "room.harbour@contoso.example."
+    ) in run.sentences("failure")
+    impersonation = [
+        c for c in run.document["checks"] if "impersonation" in c["markers"]
+    ]
+    evidence = " ".join(e for f in impersonation[0]["findings"] for e in f["evidence"])
+    assert "RecipientTypeDetails -eq 'UserMailbox'" in evidence
+
+
+def test_3_kalender_with_editor_passes(scenario_run):
+    # dieter.braun's calendar is "Kalender" (de-DE) and he is invited.
+    run = scenario_run("send_as_missing")
+    calendar = [
+        c for c in run.document["checks"] if "calendar_permission" in c["markers"]
+    ]
+    assert [c["severity"] for c in calendar] == ["passed"]
+    assert not any("not found" in s for s in run.sentences())
+
+
+def test_4_editor_present_send_as_missing(scenario_run):
+    run = scenario_run("send_as_missing")
+    assert (
+        f"{UPN} may not send as 2 of 3 target mailboxes: ben.okafor@contoso.example "
+        "and dieter.braun@contoso.example."
+    ) in run.sentences("failure")
+    assert "-ExtendedRights 'Send-As'" in run.commands()
+
+
+def _dated(sentence: str) -> dt.datetime:
+    found = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d) UTC", sentence)
+    assert found, sentence
+    return dt.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
+
+
+def test_5a_password_expiring_in_five_days_is_a_warning_with_the_date(scenario_run):
+    run = scenario_run("password_expiring")
+    (warning,) = run.sentences("warning")
+    assert warning.startswith(f"The password of {UPN} expires in 5 days, on ")
+    assert "(within 7 days)" in warning
+    left = _dated(warning) - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(days=4, hours=23) < left <= dt.timedelta(days=5)
+    assert "Set-ADAccountPassword -Reset" in run.commands()
+
+
+def test_5b_password_expired_yesterday_is_a_failure(scenario_run):
+    run = scenario_run("password_expired")
+    (failure,) = [s for s in run.sentences("failure") if "password of" in s]
+    assert failure.startswith(f"The password of {UPN} expired on ")
+    ago = dt.datetime.now(dt.UTC) - _dated(failure)
+    assert dt.timedelta(hours=23) < ago <= dt.timedelta(days=1, minutes=1)
+
+
+def test_6_two_servers_the_fix_names_only_the_one_with_basic_off(scenario_run):
+    run = scenario_run("one_server_basic_off")
+    assert run.sentences("failure") == [
+        "Basic authentication is off on EX02\\EWS (Default Web Site)."
+    ]
+    commands = run.commands()
+    assert "'EX02\\EWS (Default Web Site)'" in commands
+    assert "EX01\\EWS" not in commands
