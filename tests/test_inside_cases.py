@@ -89,3 +89,18 @@ def test_6_two_servers_the_fix_names_only_the_one_with_basic_off(scenario_run):
     commands = run.commands()
     assert "'EX02\\EWS (Default Web Site)'" in commands
     assert "EX01\\EWS" not in commands
+
+
+def test_configured_but_not_effective_is_said_per_mailbox(scenario_run):
+    run = scenario_run("impersonation_not_effective")
+    (warning,) = run.sentences("warning")
+    assert warning.startswith(
+        f"EWS refused {UPN} on 5 mailboxes that Exchange's configuration grants: "
+    )
+    page = (run.run_dir / "report.html").read_text(encoding="utf-8")
+    for address in ("ana.lopez", "room.harbour"):
+        assert (
+            f"{address}@contoso.example: configured: in the impersonation scope "
+            "(CalendarServiceMailboxes); EWS: ErrorImpersonateUserDenied"
+        ) in page
+    assert "Restart-WebAppPool -Name &#39;MSExchangeServicesAppPool&#39;" in page

@@ -410,6 +410,36 @@ def _new_assignment(upn: str, targets: Sequence[str]) -> dict[str, object]:
     }
 
 
+def reaching_assignments(
+    account: AccountInfo, assignments: Sequence[RoleAssignmentInfo]
+) -> list[RoleAssignmentInfo]:
+    """The enabled, regular (not merely delegating) assignments that reach the account,
+    directly or through a group (Exchange resolves groups with -GetEffectiveUsers)."""
+    names = {n.casefold() for n in account.names}
+    return [
+        a
+        for a in assignments
+        if a.enabled
+        and (a.delegation or "Regular") == "Regular"
+        and ({(a.effective_user or "").casefold(), (a.user or "").casefold()} & names)
+    ]
+
+
+def impersonation_covers(
+    reaching: Sequence[RoleAssignmentInfo], scopes: Sequence[ScopeMembers]
+) -> set[str] | None:
+    """The case-folded primary addresses the reaching assignments may impersonate, or
+    None when one of them covers the whole organisation."""
+    if any((a.write_scope or "Organization") == "Organization" for a in reaching):
+        return None
+    used = {a.custom_scope for a in reaching if a.custom_scope}
+    covered: set[str] = set()
+    for scope in scopes:
+        if scope.scope in used:
+            covered |= scope.members
+    return covered
+
+
 def impersonation_reaches_every_mailbox(
     access: str,
     upn: str,
@@ -439,13 +469,7 @@ def impersonation_reaches_every_mailbox(
             Finding(Severity.UNKNOWN, f"No recipient {upn} was found by the shell.")
         ]
     names = {n.casefold() for n in account.names}
-    reaching = [
-        a
-        for a in assignments
-        if a.enabled
-        and (a.delegation or "Regular") == "Regular"
-        and ({(a.effective_user or "").casefold(), (a.user or "").casefold()} & names)
-    ]
+    reaching = reaching_assignments(account, assignments)
     targets_folded = {t.casefold(): t for t in targets}
     if not reaching:
         delegating = [
@@ -502,10 +526,7 @@ def impersonation_reaches_every_mailbox(
             )
         ]
     used = {a.custom_scope for a in reaching if a.custom_scope}
-    covered: set[str] = set()
-    for scope in scopes:
-        if scope.scope in used:
-            covered |= scope.members
+    covered = impersonation_covers(reaching, scopes) or set()
     outside = [
         original for folded, original in targets_folded.items() if folded not in covered
     ]
