@@ -79,6 +79,21 @@ def test_5b_password_expired_yesterday_is_a_failure(scenario_run):
     assert failure.startswith(f"The password of {UPN} expired on ")
     ago = dt.datetime.now(dt.UTC) - _dated(failure)
     assert dt.timedelta(hours=23) < ago <= dt.timedelta(days=1, minutes=1)
+    # Root cause first: the refused sign-in says why, from the directory.
+    (refused,) = [s for s in run.sentences("failure") if "(HTTP 401)" in s]
+    assert refused.endswith(
+        f"although Basic is offered: Active Directory shows the password expired on "
+        f"{failure.split(' expired on ')[1].split(';')[0]}."
+    )
+
+
+def test_a_wrong_password_is_named_as_such_when_the_directory_is_fine(scenario_run):
+    run = scenario_run("wrong_password")
+    (refused,) = run.sentences("failure")
+    assert refused.endswith(
+        "Active Directory shows the account enabled, not locked and its password "
+        "current, so the password given is wrong."
+    )
 
 
 def test_6_two_servers_the_fix_names_only_the_one_with_basic_off(scenario_run):

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from ewsready.facts import Blocked, HttpAnswer, LogonFacts
+from ewsready.facts import Blocked, HttpAnswer, LogonFacts, Unavailable
 from ewsready.findings import Severity
 from ewsready.rules import basic_auth, logon, version
 
@@ -73,6 +73,64 @@ def test_logon(facts, fix, sentence):
     assert [(f.fix, f.sentence) for f in findings] == (
         [(fix, sentence)] if sentence else []
     )
+
+
+NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
+
+
+def ad_user(**changes):
+    from ewsready.shellfacts import DirectoryAccount
+
+    base = dict(
+        name="svc@contoso.example",
+        enabled=True,
+        locked=False,
+        password_never_expires=False,
+        password_expired=False,
+        password_last_set=None,
+        password_expires=NOW + dt.timedelta(days=30),
+        account_expires=None,
+    )
+    return DirectoryAccount(**{**base, **changes})
+
+
+@pytest.mark.parametrize(
+    "directory, fix, reason",
+    [
+        (
+            [ad_user(password_expired=True, password_expires=NOW - dt.timedelta(1))],
+            "password_expired",
+            "Active Directory shows the password expired on 2026-12-03 12:00 UTC.",
+        ),
+        (
+            [ad_user(locked=True)],
+            "account_locked",
+            "Active Directory shows the account locked out.",
+        ),
+        (
+            [ad_user(enabled=False)],
+            "account_disabled",
+            "Active Directory shows the account disabled.",
+        ),
+        (
+            [ad_user()],
+            "logon_rejected",
+            "Active Directory shows the account enabled, not locked and its password "
+            "current, so the password given is wrong.",
+        ),
+        (
+            # Not read: the general sentence stays.
+            Unavailable("no domain controller is configured"),
+            "logon_rejected",
+            "the password is wrong or expired, or the account is locked or disabled.",
+        ),
+    ],
+)
+def test_a_refused_logon_names_the_directorys_reason(directory, fix, reason):
+    facts = LogonFacts(EWS, "svc@contoso.example", False, 401, "Unauthorized")
+    (finding,) = logon.service_account_logs_on(facts, directory, NOW)
+    assert finding.fix == fix
+    assert finding.sentence.endswith("although Basic is offered: " + reason)
 
 
 def signed_in(build: str) -> LogonFacts:

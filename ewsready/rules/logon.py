@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from ewsready.facts import Blocked, LogonFacts
 from ewsready.findings import Finding, Severity
 from ewsready.rules import Result, from_blocked
+from ewsready.rules.password import Directory, refusal_cause
 
 
-def service_account_logs_on(facts: LogonFacts | Blocked) -> Result:
+def service_account_logs_on(
+    facts: LogonFacts | Blocked,
+    directory: Directory = None,
+    now: dt.datetime | None = None,
+) -> Result:
+    """A refused sign-in names its cause when Active Directory was read."""
     if isinstance(facts, Blocked):
         return from_blocked(facts)
     if facts.ok:
         return []
     if facts.http_status == 401:
+        cause = refusal_cause(directory, now or dt.datetime.now(dt.UTC))
+        reason, fix = cause or (
+            "the password is wrong or expired, or the account is locked or disabled",
+            "logon_rejected",
+        )
         return [
             Finding(
                 Severity.FAIL,
                 f"{facts.username} was refused at {facts.url} (HTTP 401) although "
-                "Basic is offered: "
-                "the password is wrong or expired, or the account is locked or "
-                "disabled.",
+                f"Basic is offered: {reason}.",
                 evidence=(f"Basic sign-in as {facts.username}: HTTP 401",),
-                fix="logon_rejected",
+                fix=fix,
                 values={"upn": facts.username},
                 subjects=(facts.username,),
             )

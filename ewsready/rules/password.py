@@ -14,6 +14,8 @@ from ewsready.facts import Blocked, Unavailable
 from ewsready.rules import Finding, Result, Severity, from_blocked, plural
 from ewsready.shellfacts import DirectoryAccount
 
+Directory = Sequence[DirectoryAccount] | Unavailable | Blocked | None
+
 # Warn when the password expires within this many days; the sentence names the
 # tightest band reached, so a scheduled run escalates as the date comes closer.
 WARNING_DAYS = (14, 7, 3, 1)
@@ -200,3 +202,35 @@ def _evidence(account: DirectoryAccount) -> tuple[str, ...]:
         "AccountExpirationDate: "
         + (shown(account.account_expires) if account.account_expires else "never"),
     )
+
+
+def refusal_cause(
+    accounts: Directory,
+    now: dt.datetime,
+) -> tuple[str, str] | None:
+    """Why Active Directory would refuse the account's sign-in, as (clause, fix id);
+    None when the directory was not read or shows no reason."""
+    if isinstance(accounts, Unavailable | Blocked) or not accounts:
+        return None
+    account = accounts[0]
+    expires = account.password_expires
+    if account.enabled is False:
+        return "Active Directory shows the account disabled", "account_disabled"
+    if account.locked:
+        return "Active Directory shows the account locked out", "account_locked"
+    if account.account_expires is not None and account.account_expires <= now:
+        return (
+            f"Active Directory shows the account expired on "
+            f"{when(account.account_expires)}",
+            "account_expired",
+        )
+    if account.password_expired or (expires is not None and expires <= now):
+        on = f" on {when(expires)}" if expires is not None else ""
+        return f"Active Directory shows the password expired{on}", "password_expired"
+    if account.enabled and account.locked is False:
+        return (
+            "Active Directory shows the account enabled, not locked and its password "
+            "current, so the password given is wrong",
+            "logon_rejected",
+        )
+    return None
