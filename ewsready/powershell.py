@@ -4,7 +4,10 @@ A value becomes a single-quoted literal, so `$(...)`, backticks and double quote
 inert. PowerShell also closes a single-quoted string on the typographic quotes
 U+2018..U+201B, so those are doubled like the ASCII one. Control and line-separator
 characters are spelled as `[char]N` outside the quotes, so a value can never end a
-line (and with it a comment) and start a command of its own.
+line (and with it a comment) and start a command of its own; so are lone surrogates,
+which a UTF-8 file cannot hold. A value with such characters becomes a parenthesised
+concatenation that starts with a string, since PowerShell's + concatenates only when
+its left operand is a string ([char] + [char] adds the code points).
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from collections.abc import Iterable
 SINGLE_QUOTES = frozenset("'\u2018\u2019\u201a\u201b")
 
 
-def _breaks_line(char: str) -> bool:
-    return unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cf") and char != "\u200d"
+def _spelled_as_code(char: str) -> bool:
+    """Characters kept out of the literal: line breaks, controls, format characters
+    (bidi overrides) and lone surrogates. The zero-width joiner stays, for emoji."""
+    category = unicodedata.category(char)
+    return category in ("Cc", "Zl", "Zp", "Cf", "Cs") and char != "\u200d"
 
 
 def _utf16_units(char: str) -> list[int]:
@@ -36,7 +42,7 @@ def quote(value: object) -> str:
             literal.clear()
 
     for char in text:
-        if _breaks_line(char):
+        if _spelled_as_code(char):
             close_literal()
             # [char] is one UTF-16 unit: characters beyond U+FFFF take two.
             for unit in _utf16_units(char):
@@ -49,6 +55,8 @@ def quote(value: object) -> str:
 
     if not parts:
         return "''"
+    if not parts[0].startswith("'"):
+        parts.insert(0, "''")
     if len(parts) == 1:
         return parts[0]
     return "(" + " + ".join(parts) + ")"

@@ -1066,10 +1066,16 @@ def children(node: Node) -> Iterator[Node]:
 
 
 def walk(node: Node) -> Iterator[Node]:
-    """Every node below and including `node`, in source order."""
-    yield node
-    for child in children(node):
-        yield from walk(child)
+    """Every node below and including `node`, in source order.
+
+    Iterative: a long quoted value is a deep chain of + that would exhaust Python's
+    recursion limit.
+    """
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(list(children(current))))
 
 
 def command_names(node: Node) -> list[str]:
@@ -1098,24 +1104,28 @@ def utf16(text: str) -> tuple[int, ...]:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Value:
+    """A value during evaluation: a string (UTF-16 units), a [char] or an integer."""
+
     kind: str  # "string", "char" or "int"
-    units: tuple[int, ...] = ()
+    units: list[int] = field(default_factory=list)
     number: int = 0
 
 
-def _concatenation_leaves(node: Node) -> Iterator[Node]:
-    if isinstance(node, Binary) and node.operator == "+":
-        yield from _concatenation_leaves(node.left)
-        yield from _concatenation_leaves(node.right)
-    else:
-        yield node
+def _concatenation_leaves(node: Node) -> list[Node]:
+    """The operands of a left-nested chain of +, in order (a right operand that is
+    itself a + chain is returned as one operand, and refused by _leaf)."""
+    rights: list[Node] = []
+    while isinstance(node, Binary) and node.operator == "+":
+        rights.append(node.right)
+        node = node.left
+    return [node, *reversed(rights)]
 
 
 def _leaf(node: Node) -> _Value:
     if isinstance(node, StringLiteral) and not node.here:
-        return _Value("string", utf16(node.value))
+        return _Value("string", list(utf16(node.value)))
     if (
         isinstance(node, Cast)
         and node.type.lower() in ("char", "system.char")
@@ -1128,13 +1138,18 @@ def _leaf(node: Node) -> _Value:
 
 
 def _add(left: _Value, right: _Value) -> _Value:
-    """PowerShell's + (spec 7.7): a string on the left concatenates, else arithmetic."""
+    """PowerShell's + (spec 7.7): a string on the left concatenates, else arithmetic.
+
+    Extends the left string in place, so a long chain stays linear.
+    """
     if left.kind == "string":
         if right.kind == "string":
-            return _Value("string", left.units + right.units)
-        if right.kind == "char":
-            return _Value("string", left.units + (right.number,))
-        return _Value("string", left.units + utf16(str(right.number)))
+            left.units.extend(right.units)
+        elif right.kind == "char":
+            left.units.append(right.number)
+        else:
+            left.units.extend(utf16(str(right.number)))
+        return left
     if right.kind == "string":
         # A char or number on the left converts the string to a number, or fails.
         raise EvaluationError("a number plus a string: PowerShell adds or fails")
@@ -1153,11 +1168,10 @@ def _quoted(node: Node) -> _Value:
     inner = node.statement.elements[0]
     if not (isinstance(inner, Binary) and inner.operator == "+"):
         raise EvaluationError("a parenthesised quoted value must be a concatenation")
-    value: _Value | None = None
-    for leaf in _concatenation_leaves(inner):
-        operand = _leaf(leaf)
-        value = operand if value is None else _add(value, operand)
-    assert value is not None
+    leaves = _concatenation_leaves(inner)
+    value = _leaf(leaves[0])
+    for leaf in leaves[1:]:
+        value = _add(value, _leaf(leaf))
     return value
 
 
@@ -1171,7 +1185,7 @@ def evaluate_quoted(node: Node) -> tuple[int, ...]:
     value = _quoted(node)
     if value.kind != "string":
         raise EvaluationError(f"evaluates to a {value.kind}, not a string")
-    return value.units
+    return tuple(value.units)
 
 
 def evaluate_quoted_list(node: Node) -> list[tuple[int, ...]]:
