@@ -62,6 +62,21 @@ def test_hostile_tenant_strings_render_as_text(scenario_run):
     )
 
 
+def test_hostile_addresses_in_delegate_fixes_stay_quoted_text(scenario_run):
+    run = scenario_run("hostile_delegate")
+    dom = dump_dom(run.run_dir / "report.html")
+
+    body_tag = dom.split("<body", 1)[1].split(">", 1)[0]
+    assert "data-pwned" not in body_tag
+    text = dom.replace("&#39;", "'").replace("&amp;", "&")
+    # Send As and Editor fixes over exactly the failing mailboxes, each value quoted.
+    assert (
+        "@('o''brien`$(Stop-Computer)@contoso.example', 'ben.okafor@contoso.example')"
+        " | ForEach-Object { Add-ADPermission" in text
+    )
+    assert "@('o''brien`$(Stop-Computer)@contoso.example') | ForEach-Object {" in text
+
+
 def test_contoso_report_shows_verdict_and_fixes(scenario_run):
     run = scenario_run("contoso")
     dom = dump_dom(run.run_dir / "report.html")
