@@ -10,7 +10,7 @@ pytestmark = pytest.mark.calendar_permission
 
 def test_service_account_is_editor_on_every_calendar(collector, settings):
     """The calendar is found by FolderType, so Kalender and Calendrier count too."""
-    calendars, rights = collector.calendar_permissions()
+    calendars, rights, unread = collector.calendar_permissions()
     expect(
         configuration.calendar_editor_on_every_mailbox(
             settings.access,
@@ -18,5 +18,6 @@ def test_service_account_is_editor_on_every_calendar(collector, settings):
             calendars,
             rights,
             collector.target_mailboxes(),
+            unread,
         )
     )

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.send_as
 
 def test_service_account_may_send_as_every_user(collector, settings):
     """Get-ADPermission: the Send-As extended right, and no Deny, on each mailbox."""
-    mailboxes, entries = collector.send_as()
+    mailboxes, entries, unread = collector.send_as()
     expect(
         configuration.send_as_on_every_mailbox(
             settings.access,
@@ -18,5 +18,6 @@ def test_service_account_may_send_as_every_user(collector, settings):
             mailboxes,
             entries,
             collector.target_mailboxes(),
+            unread,
         )
     )

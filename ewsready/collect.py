@@ -33,7 +33,14 @@ from ewsready.facts import (
 )
 from ewsready.probes import ews, http, network
 from ewsready.probes.shell import LiveShell, ReadOnlyViolation, ShellTarget
-from ewsready.psobjects import Cmdlet, ShellError, ShellSource
+from ewsready.psobjects import (
+    Cmdlet,
+    ShellError,
+    ShellOutput,
+    ShellSessionError,
+    ShellSource,
+    errors_message,
+)
 from ewsready.rules.certificate import weaknesses
 from ewsready.rules.ews_url import answer_kind, ews_url_for, kind_of_path
 from ewsready.rules.reachability import unreachable
@@ -394,12 +401,17 @@ class Collector:
                     )
             return self._directory
 
-    def _shell_read(self, what: str, build, *commands: Cmdlet, source=None):  # type: ignore[no-untyped-def]
+    def _shell_output(
+        self, what: str, *commands: Cmdlet, source: ShellSource | None = None
+    ) -> ShellOutput | Unavailable:
+        """A pipeline's output and error records, or why it could not be run."""
         source = source or self.shell()
         if isinstance(source, Unavailable):
             return source
         try:
-            return build(source.run(tuple(commands)))
+            return source.read(tuple(commands))
+        except ShellSessionError as exc:
+            return Unavailable(str(exc))
         except ShellError as exc:
             return Unavailable(f"{what} failed: {exc}")
         except (OSError, ValueError) as exc:
@@ -410,6 +422,36 @@ class Collector:
         except Exception as exc:  # noqa: BLE001 - pypsrp raises its own hierarchy
             log.debug("shell read %s failed: %r", what, exc, exc_info=True)
             return Unavailable(f"{what} could not run: {type(exc).__name__}")
+
+    def _shell_read(self, what: str, build, *commands: Cmdlet, source=None):  # type: ignore[no-untyped-def]
+        """Facts from one pipeline that is read as a whole: an error record for any
+        of its objects (a server, the account) makes the whole read unavailable,
+        naming that object, since what is missing cannot be told from what is not."""
+        output = self._shell_output(what, *commands, source=source)
+        if isinstance(output, Unavailable):
+            return output
+        if output.errors:
+            return Unavailable(errors_message(what, output.errors))
+        return build(output.objects)
+
+    def _per_mailbox(  # type: ignore[no-untyped-def]
+        self,
+        what: str,
+        build,
+        names: dict[str, str],
+        *commands: Cmdlet,
+        answers: frozenset[str] = frozenset(),
+    ):
+        """(facts, ReadErrors) from a pipeline over many mailboxes: a mailbox the
+        pipeline failed on is marked as not read, with the error's message, and
+        the rest are judged as they are."""
+        output = self._shell_output(what, *commands)
+        if isinstance(output, Unavailable):
+            return output, shellfacts.ReadErrors()
+        errors = shellfacts.errors_by_mailbox(output.errors, names, answers)
+        for error in errors.unattributed:
+            log.debug("%s: an error naming no mailbox: %s", what, error)
+        return build(output.objects), errors
 
     @_once
     def exchange_servers(self):  # type: ignore[no-untyped-def]
@@ -499,47 +541,72 @@ class Collector:
         return account, assignments, scopes
 
     @_once
+    def mailbox_directory(self):  # type: ignore[no-untyped-def]
+        """Every mailbox (Get-Mailbox -ResultSize Unlimited), read once for the reads
+        over all mailboxes: it maps identities and other names to addresses."""
+        return self._shell_read(
+            "Get-Mailbox",
+            tuple,
+            Cmdlet("Get-Mailbox", {"ResultSize": "Unlimited"}),
+        )
+
+    def _mailbox_names(self) -> dict[str, str]:
+        directory = self.mailbox_directory()
+        if isinstance(directory, Unavailable):
+            return {}
+        return shellfacts.mailbox_names(directory)
+
+    @_once
     def send_as(self):  # type: ignore[no-untyped-def]
-        """(mailbox identity -> primary address, Send-As rows for the service account):
-        two pipelines over all mailboxes, whatever their number."""
+        """(mailbox identity -> primary address, Send-As rows for the service account,
+        the mailboxes Get-ADPermission failed on): two pipelines over all mailboxes,
+        whatever their number."""
         upn = self.settings.username
         missing = self._unnamed_account()
         if missing:
-            return missing, missing
-        every_mailbox = Cmdlet("Get-Mailbox", {"ResultSize": "Unlimited"})
-        mailboxes = self._shell_read(
-            "Get-Mailbox", shellfacts.mailbox_addresses, every_mailbox
+            return missing, missing, shellfacts.ReadErrors()
+        directory = self.mailbox_directory()
+        mailboxes = (
+            directory
+            if isinstance(directory, Unavailable)
+            else shellfacts.mailbox_addresses(directory)
         )
-        entries = self._shell_read(
+        entries, errors = self._per_mailbox(
             "Get-ADPermission",
             shellfacts.send_as_entries,
-            every_mailbox,
+            self._mailbox_names(),
+            Cmdlet("Get-Mailbox", {"ResultSize": "Unlimited"}),
             Cmdlet("Get-ADPermission", {"User": upn}),
         )
-        return mailboxes, entries
+        return mailboxes, entries, errors
 
     @_once
     def calendar_permissions(self):  # type: ignore[no-untyped-def]
         """(mailbox -> calendar name by FolderType, (mailbox, folder) -> rights of the
-        service account): two pipelines over all mailboxes, whatever their number."""
+        service account, the mailboxes either read failed on): two pipelines over all
+        mailboxes, whatever their number."""
         upn = self.settings.username
         missing = self._unnamed_account()
         if missing:
-            return missing, missing
+            return missing, missing, shellfacts.ReadErrors()
+        names = self._mailbox_names()
         folders = (
             Cmdlet("Get-Mailbox", {"ResultSize": "Unlimited"}),
             Cmdlet("Get-MailboxFolderStatistics", {"FolderScope": "Calendar"}),
         )
-        calendars = self._shell_read(
-            "Get-MailboxFolderStatistics", shellfacts.calendar_folders, *folders
+        calendars, folder_errors = self._per_mailbox(
+            "Get-MailboxFolderStatistics", shellfacts.calendar_folders, names, *folders
         )
-        rights = self._shell_read(
+        rights, rights_errors = self._per_mailbox(
             "Get-MailboxFolderPermission",
             shellfacts.folder_rights,
+            names,
             *folders,
             Cmdlet("Get-MailboxFolderPermission", {"User": upn}),
+            # "No permission entry for that user" is an answer: no rights.
+            answers=frozenset({"UserNotFoundInPermissionEntryException"}),
         )
-        return calendars, rights
+        return calendars, rights, folder_errors.merged(rights_errors)
 
     @_once
     def directory_account(self):  # type: ignore[no-untyped-def]

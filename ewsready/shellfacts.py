@@ -8,12 +8,12 @@ Nil. Each builder takes what it needs and says what it could not read.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from ewsready.builds import BuildError, parse_build
-from ewsready.facts import CertificateInfo
-from ewsready.psobjects import PSObject
+from ewsready.facts import CertificateInfo, Unavailable
+from ewsready.psobjects import ErrorRecord, PSObject
 
 
 def text_of(value: object) -> str | None:
@@ -309,6 +309,100 @@ def folder_rights(
         mailbox, _, folder = identity.partition(":\\")
         rights[(mailbox.casefold(), folder)] = listed(obj.get("AccessRights"))
     return rights
+
+
+# --- mailboxes a per-mailbox read could not read -------------------------------------
+
+# Properties of a Get-Mailbox row that an error record may name the mailbox by.
+_MAILBOX_NAMES = (
+    "Identity",
+    "Id",
+    "Name",
+    "Alias",
+    "DisplayName",
+    "DistinguishedName",
+    "PrimarySmtpAddress",
+    "UserPrincipalName",
+    "SamAccountName",
+    "Guid",
+    "ExchangeGuid",
+    "LegacyExchangeDN",
+)
+
+
+def mailbox_names(objects: Iterable[PSObject]) -> dict[str, str]:
+    """Every name a Get-Mailbox row goes by (case-folded) -> its primary address
+    (case-folded). A name two mailboxes share (a display name, say) is left out, so an
+    error is never pinned on the wrong mailbox."""
+    names: dict[str, str | None] = {}
+    for obj in objects:
+        primary = (text_of(obj.get("PrimarySmtpAddress")) or "").casefold()
+        if not primary:
+            continue
+        forms = [text_of(obj.get(name)) for name in _MAILBOX_NAMES]
+        forms += [a.partition(":")[2] for a in listed(obj.get("EmailAddresses"))]
+        for form in forms:
+            key = (form or "").strip().casefold()
+            if key:
+                names[key] = primary if names.get(key, primary) == primary else None
+    return {key: primary for key, primary in names.items() if primary}
+
+
+@dataclass(frozen=True)
+class ReadErrors:
+    """What a read over many mailboxes could not read: the mailboxes its error records
+    name (primary address, case-folded -> why), and the errors that name none."""
+
+    mailboxes: Mapping[str, Unavailable] = field(default_factory=dict)
+    unattributed: tuple[ErrorRecord, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.mailboxes or self.unattributed)
+
+    def merged(self, other: ReadErrors) -> ReadErrors:
+        """Both reads' errors; a mailbox keeps the first reason given for it."""
+        return ReadErrors(
+            {**other.mailboxes, **self.mailboxes},
+            self.unattributed + other.unattributed,
+        )
+
+
+def _mailbox_named(target: str, names: Mapping[str, str]) -> str | None:
+    """The mailbox an error's target names: a mailbox's own name, or a folder of it
+    ("ana@contoso.example:\\Calendar", "contoso.local/Users/Ana\\Calendar")."""
+    folded = target.strip().casefold()
+    candidates = [folded]
+    if ":\\" in folded:
+        candidates.append(folded.partition(":\\")[0])
+    if "\\" in folded:
+        candidates.append(folded.partition("\\")[0])
+    for candidate in candidates:
+        if candidate in names:
+            return names[candidate]
+    # Without a Get-Mailbox row to go by, an address is taken as it is.
+    return next((c for c in candidates if "@" in c and " " not in c), None)
+
+
+def errors_by_mailbox(
+    errors: Iterable[ErrorRecord],
+    names: Mapping[str, str],
+    answers: frozenset[str] = frozenset(),
+) -> ReadErrors:
+    """Tie each error record to the mailbox it names. Records whose reason is in
+    `answers` are the cmdlet's way of answering ("no permission entry for that
+    user"), not a failure to read, and are left out."""
+    mailboxes: dict[str, Unavailable] = {}
+    unattributed = []
+    for error in errors:
+        if error.reason in answers:
+            continue
+        mailbox = _mailbox_named(error.target, names) if error.target else None
+        if mailbox is None:
+            unattributed.append(error)
+            continue
+        cmdlet = f"{error.activity} failed: " if error.activity else ""
+        mailboxes.setdefault(mailbox, Unavailable(cmdlet + error.message))
+    return ReadErrors(mailboxes, tuple(unattributed))
 
 
 # --- the service account in Active Directory ---------------------------------------

@@ -61,6 +61,13 @@ class LabMailbox:
     # An explicit Deny on Send As for the service account (Deny wins over Allow).
     send_as_deny: bool = False
     in_impersonation_scope: bool = True
+    # Non-terminating errors the shell writes for this mailbox, with this message
+    # (empty: none): reading its folders (Get-MailboxFolderStatistics), reading its
+    # calendar's permissions (Get-MailboxFolderPermission), reading its AD
+    # permissions (Get-ADPermission). The pipeline goes on with the other mailboxes.
+    folder_read_error: str = ""
+    folder_permission_error: str = ""
+    ad_permission_error: str = ""
 
     def addresses(self) -> tuple[str, ...]:
         return (self.primary, *self.aliases)

@@ -1958,6 +1958,17 @@ def _get_mailbox_folder_statistics(
             )
         )
     for mailbox in _resolved(org, call, stream):
+        if mailbox.folder_read_error:
+            call.sink.error(
+                _exchange_error(
+                    call,
+                    mailbox.folder_read_error,
+                    "MailboxUnavailableException",
+                    org.ou_path(mailbox),
+                    ErrorCategory.ReadError,
+                )
+            )
+            continue
         yield from (call.output(f) for f in _calendar_folders(org, mailbox))
 
 
@@ -2062,6 +2073,17 @@ def _get_mailbox_folder_permission(
         shown = identity if ":\\" in identity else f"{owner}:\\{folder}"
         if rows is None:
             call.not_found(shown)
+            continue
+        if mailbox is not None and mailbox.folder_permission_error:
+            call.sink.error(
+                _exchange_error(
+                    call,
+                    mailbox.folder_permission_error,
+                    "StoragePermanentException",
+                    shown,
+                    ErrorCategory.ReadError,
+                )
+            )
             continue
         if user is not None:
             rows = [r for r in rows if _permission_user_matches(org, r, user)]
@@ -2224,6 +2246,17 @@ def _get_ad_permission(
 ) -> Iterator[Any]:
     user = call.text("User")
     for mailbox in _resolved(org, call, stream):
+        if mailbox.ad_permission_error:
+            call.sink.error(
+                _exchange_error(
+                    call,
+                    mailbox.ad_permission_error,
+                    "ADOperationException",
+                    org.ou_path(mailbox),
+                    ErrorCategory.ReadError,
+                )
+            )
+            continue
         for row in _aces(org, mailbox):
             if user is None or _ace_user_matches(org, row, user):
                 yield call.output(row)

@@ -924,6 +924,66 @@ def test_send_as_rows(contoso: Lab) -> None:
     assert sorted(r.adapted_properties["Deny"] for r in ben) == [False, True]
 
 
+def test_an_unreadable_mailbox_is_an_error_record_not_a_failed_pipeline() -> None:
+    every = ("Get-Mailbox", {"ResultSize": "Unlimited"})
+    statistics = ("Get-MailboxFolderStatistics", {"FolderScope": "Calendar"})
+    with Lab(load_scenario("mailbox_unreadable")) as unreadable:
+        with shell(unreadable) as pool:
+            folders, stats = run(pool, every, statistics)
+            permissions, rows = run(
+                pool,
+                every,
+                statistics,
+                ("Get-MailboxFolderPermission", {"User": SERVICE}),
+            )
+            acl, aces = run(pool, every, ("Get-ADPermission", {"User": SERVICE}))
+        log = {c.commands[-1]: c for c in unreadable.shell_log}
+
+    # Each pipeline completes with the other mailboxes' objects.
+    assert not (folders.had_errors or permissions.had_errors or acl.had_errors)
+    assert all(c.outcome == "Completed" for c in log.values())
+    (error,) = folders.streams.error
+    assert (error.reason, error.target_object, error.activity) == (
+        "MailboxUnavailableException",
+        "contoso.local/Users/Chloé Martin",
+        "Get-MailboxFolderStatistics",
+    )
+    assert "'DB02'" in str(error) and error.category == 22  # ReadError
+    owners = {str(f.adapted_properties["Identity"]).split("\\")[0] for f in stats}
+    assert "chloe.martin@contoso.example" not in owners
+    assert "ana.lopez@contoso.example" in owners
+
+    moved = [
+        e
+        for e in permissions.streams.error
+        if e.reason != "UserNotFoundInPermissionEntryException"
+    ]
+    assert [(e.reason, e.target_object) for e in moved] == [
+        ("StoragePermanentException", "ben.okafor@contoso.example:\\Calendar"),
+        (
+            "StoragePermanentException",
+            "ben.okafor@contoso.example:\\Calendar\\Holidays",
+        ),
+        ("MailboxUnavailableException", "contoso.local/Users/Chloé Martin"),
+    ]
+    assert {str(r.adapted_properties["Identity"]) for r in rows} == {
+        "ana.lopez@contoso.example:\\Calendar",
+        "dieter.braun@contoso.example:\\Kalender",
+    }
+
+    (denied,) = acl.streams.error
+    assert (denied.reason, denied.target_object) == (
+        "ADOperationException",
+        "contoso.local/Users/Dieter Braun",
+    )
+    assert {str(r.adapted_properties["Identity"]) for r in aces} == {
+        "contoso.local/Users/Ana López",
+        "contoso.local/Users/Ben Okafor",
+        "contoso.local/Users/Chloé Martin",
+    }
+    assert log["Get-ADPermission"].errors == ("ADOperationException",)
+
+
 # The domain controller -------------------------------------------------------------
 
 

@@ -13,7 +13,14 @@ import pytest
 
 from ewsready.probes import offline
 from ewsready.probes.offline import NOT_FOUND, NOT_IN_EXPORT, ExportFolder
-from ewsready.psobjects import Cmdlet, PSObject, ShellError, ShellSource, pipeline
+from ewsready.psobjects import (
+    Cmdlet,
+    ErrorRecord,
+    PSObject,
+    ShellError,
+    ShellSource,
+    pipeline,
+)
 from tests.audits import CLIXML_HEADER as HEADER
 
 SCRIPT = Path(offline.__file__).parents[1] / "data" / "collect.ps1"
@@ -748,6 +755,20 @@ def test_bulk_query_yields_what_it_has_then_names_the_mailboxes_missed(export):
     # Mailboxes chosen without the missed one are answered in full.
     rooms = Cmdlet("Get-Mailbox", {"RecipientTypeDetails": "RoomMailbox"})
     assert ExportFolder(export).run(pipeline(rooms, Cmdlet("Get-ADPermission"))) == []
+
+
+def test_read_gives_a_missed_mailbox_as_an_error_record_naming_it(export):
+    query = pipeline("Get-Mailbox", Cmdlet("Get-ADPermission"))
+    output = ExportFolder(export).read(query)
+    assert [str(r["User"]) for r in output.objects] == ["CONTOSO\\svc-calendar"]
+    assert output.errors == (
+        ErrorRecord(
+            message="Active Directory operation failed",
+            target="bert@contoso.example",
+            activity="Get-ADPermission",
+            error_id=NOT_IN_EXPORT,
+        ),
+    )
 
 
 def test_leading_get_mailbox_chooses_mailboxes_by_type(export):

@@ -4,11 +4,13 @@ import pytest
 
 from ewsready.facts import HttpAnswer, Unavailable
 from ewsready.findings import Severity
+from ewsready.psobjects import ErrorRecord
 from ewsready.rules import configuration as rules
 from ewsready.shellfacts import (
     AccountInfo,
     ExchangeCertificateInfo,
     ExchangeServerInfo,
+    ReadErrors,
     RoleAssignmentInfo,
     ScopeMembers,
     SendAsEntry,
@@ -388,3 +390,80 @@ def test_failing_calendar_names_its_current_level():
         == f"{UPN} lacks Editor on 1 of 1 calendars: ana@contoso.example (Reviewer)."
     )
     assert finding.evidence == ("ana@contoso.example:\\Calendar: Reviewer",)
+
+
+# --- mailboxes a read over all mailboxes could not read ------------------------------
+
+BEN = "ben@contoso.example"
+MOVING = Unavailable("Get-ADPermission failed: The mailbox is being moved.")
+
+
+def test_send_as_names_the_mailbox_it_could_not_read_instead_of_a_missing_right():
+    findings = rules.send_as_on_every_mailbox(
+        "delegate",
+        UPN,
+        MAILBOXES,
+        [SendAsEntry("contoso.local/Users/Ana", "CONTOSO\\svc", False, False)],
+        ["ana@contoso.example", BEN],
+        ReadErrors({BEN: MOVING}),
+    )
+    assert [(f.severity, f.sentence) for f in findings] == [
+        (
+            Severity.UNKNOWN,
+            f"The Send As permissions of {BEN} could not be read, because "
+            "Get-ADPermission failed: The mailbox is being moved.",
+        )
+    ]
+    assert findings[0].subjects == (BEN,)
+
+
+def test_calendar_lists_each_unread_mailbox_with_its_reason_and_judges_the_rest():
+    findings = rules.calendar_editor_on_every_mailbox(
+        "delegate",
+        UPN,
+        {"ana@contoso.example": "Calendar"},
+        {("ana@contoso.example", "Calendar"): ("Reviewer",)},
+        ["ana@contoso.example", BEN, "dieter@contoso.example"],
+        ReadErrors(
+            {
+                BEN: MOVING,
+                "dieter@contoso.example": Unavailable("database DB02 is offline"),
+            }
+        ),
+    )
+    assert [(f.severity, f.sentence) for f in findings] == [
+        (
+            Severity.UNKNOWN,
+            "The calendar permissions of 2 of 3 target mailboxes could not be read: "
+            f"{BEN} (Get-ADPermission failed: The mailbox is being moved) and "
+            "dieter@contoso.example (database DB02 is offline).",
+        ),
+        (
+            Severity.FAIL,
+            f"{UPN} lacks Editor on 1 of 3 calendars: ana@contoso.example (Reviewer).",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "granted, severity", [(("Editor",), Severity.INFO), ((), Severity.UNKNOWN)]
+)
+def test_errors_naming_no_mailbox_doubt_only_the_failures(granted, severity):
+    stray = ErrorRecord("Active Directory timed out.", activity="Get-ADPermission")
+    entries = [
+        SendAsEntry("contoso.local/Users/Ana", "CONTOSO\\svc", False, False)
+        for _ in granted
+    ]
+    findings = rules.send_as_on_every_mailbox(
+        "delegate",
+        UPN,
+        MAILBOXES,
+        entries,
+        ["ana@contoso.example"],
+        ReadErrors(unattributed=(stray,)),
+    )
+    assert findings[0].severity == severity
+    assert "1 error that names no target mailbox" in findings[0].sentence
+    assert (
+        "Get-ADPermission failed: Active Directory timed out." in findings[0].sentence
+    )

@@ -1,9 +1,116 @@
+"""Shell objects to facts: which mailbox an error record is about."""
+
+from __future__ import annotations
+
 import datetime as dt
 
 import pytest
 
-from ewsready.psobjects import PSObject
-from ewsready.shellfacts import directory_accounts, from_filetime
+from ewsready.facts import Unavailable
+from ewsready.psobjects import ErrorRecord, PSObject
+from ewsready.shellfacts import (
+    ReadErrors,
+    directory_accounts,
+    errors_by_mailbox,
+    from_filetime,
+    mailbox_names,
+)
+
+
+def mailbox(name: str, address: str, *aliases: str, display: str = "") -> PSObject:
+    return PSObject(
+        ("Microsoft.Exchange.Data.Directory.Management.Mailbox",),
+        {
+            "Identity": PSObject((), {}, f"contoso.local/Users/{name}"),
+            "Name": name,
+            "Alias": address.partition("@")[0],
+            "DisplayName": display or name,
+            "DistinguishedName": f"CN={name},CN=Users,DC=contoso,DC=local",
+            "PrimarySmtpAddress": address,
+            "EmailAddresses": (f"SMTP:{address}", *(f"smtp:{a}" for a in aliases)),
+        },
+        name,
+    )
+
+
+ROWS = [
+    mailbox("Ana López", "ana.lopez@contoso.example", "alopez@contoso.example"),
+    mailbox("Ben Okafor", "ben.okafor@contoso.example", display="Reception"),
+    mailbox("Ben Okafor2", "ben2@contoso.example", display="Reception"),
+]
+NAMES = mailbox_names(ROWS)
+ANA = "ana.lopez@contoso.example"
+
+
+def test_every_name_of_a_mailbox_leads_to_its_address():
+    for name in (
+        "contoso.local/Users/Ana López",
+        "CONTOSO.LOCAL/USERS/ANA LÓPEZ",
+        "ana.lopez",
+        "cn=ana lópez,cn=users,dc=contoso,dc=local",
+        "alopez@contoso.example",
+        ANA,
+    ):
+        assert NAMES[name.casefold()] == ANA, name
+
+
+def test_a_name_two_mailboxes_share_names_neither():
+    assert "reception" not in NAMES
+
+
+@pytest.mark.parametrize(
+    "target, mailbox",
+    [
+        ("contoso.local/Users/Ana López", ANA),  # a piped mailbox's identity
+        ("contoso.local/Users/Ana López\\Calendar", ANA),  # folder statistics
+        ("ana.lopez@contoso.example:\\Calendar", ANA),  # folder permission
+        ("alopez@contoso.example:\\Calendar", ANA),  # by an alias
+        ("nobody@contoso.example", "nobody@contoso.example"),  # an address as it is
+        ("Reception", None),  # ambiguous: not pinned on either
+        ("EX02", None),
+        (None, None),
+    ],
+)
+def test_an_error_is_tied_to_the_mailbox_it_names(target, mailbox):
+    error = ErrorRecord("it failed", target=target, activity="Get-ADPermission")
+    found = errors_by_mailbox([error], NAMES)
+    if mailbox is None:
+        assert found.mailboxes == {} and found.unattributed == (error,)
+    else:
+        assert found.mailboxes == {
+            mailbox: Unavailable("Get-ADPermission failed: it failed")
+        }
+        assert found.unattributed == ()
+
+
+def test_answers_are_not_failures_and_the_first_reason_stays():
+    errors = [
+        ErrorRecord(
+            "There is no existing permission entry found for user: svc.",
+            target=f"{ANA}:\\Calendar",
+            reason="UserNotFoundInPermissionEntryException",
+        ),
+        ErrorRecord("first", target=ANA, activity="Get-MailboxFolderStatistics"),
+        ErrorRecord("second", target=ANA, activity="Get-MailboxFolderStatistics"),
+    ]
+    found = errors_by_mailbox(
+        errors, NAMES, frozenset({"UserNotFoundInPermissionEntryException"})
+    )
+    assert found.mailboxes == {
+        ANA: Unavailable("Get-MailboxFolderStatistics failed: first")
+    }
+    assert not found.unattributed
+
+
+def test_merged_read_errors_keep_the_first_reason():
+    first = ReadErrors({ANA: Unavailable("one")}, (ErrorRecord("x"),))
+    second = ReadErrors(
+        {ANA: Unavailable("two"), "b@x": Unavailable("three")}, (ErrorRecord("y"),)
+    )
+    merged = first.merged(second)
+    assert merged.mailboxes == {ANA: Unavailable("one"), "b@x": Unavailable("three")}
+    assert [e.message for e in merged.unattributed] == ["x", "y"]
+    assert not ReadErrors() and merged
 
 
 @pytest.mark.parametrize(

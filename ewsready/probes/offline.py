@@ -26,12 +26,19 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ewsready import clixml
-from ewsready.psobjects import Cmdlet, Pipeline, PSObject, ShellError
+from ewsready.psobjects import (
+    Cmdlet,
+    ErrorRecord,
+    Pipeline,
+    PSObject,
+    ShellError,
+    ShellOutput,
+)
 
 log = logging.getLogger(__name__)
 
@@ -500,6 +507,30 @@ class ExportFolder:
         query = self._query(pipeline)
         log.debug("%s: %s", self.path, query.file)
         return self._answer(query)
+
+    def read(self, pipeline: Pipeline) -> ShellOutput:
+        """The objects the pipeline outputs and, for a query over many mailboxes, one
+        error record per mailbox the collector could not read (the mailbox's address
+        as its target), as a live session reports a mailbox a cmdlet failed on."""
+        query = self._query(pipeline)
+        log.debug("%s: %s", self.path, query.file)
+        objects = tuple(self._answer(replace(query, missing=())))
+        errors = []
+        for address in query.missing:
+            text, reason = self._failure(query.file, address.casefold()) or (
+                "the collector could not read it",
+                None,
+            )
+            errors.append(
+                ErrorRecord(
+                    message=text,
+                    target=address,
+                    reason=reason,
+                    activity=pipeline[-1].name,
+                    error_id=NOT_IN_EXPORT,
+                )
+            )
+        return ShellOutput(objects, tuple(errors))
 
     def _answer(self, query: _Query) -> Iterator[PSObject]:
         seen: set[str] = set()

@@ -16,6 +16,7 @@ from ewsready.shellfacts import (
     AccountInfo,
     ExchangeCertificateInfo,
     ExchangeServerInfo,
+    ReadErrors,
     RoleAssignmentInfo,
     ScopeMembers,
     SendAsEntry,
@@ -35,6 +36,76 @@ def _unavailable(facts: object, what: str) -> Result | None:
     if not facts:
         return [Finding(Severity.UNKNOWN, f"{what}: the shell returned nothing.")]
     return None
+
+
+def _because(reason: str) -> str:
+    return reason.strip().rstrip(".")
+
+
+def _unread_mailboxes(
+    what: str, targets: Sequence[str], errors: ReadErrors | None
+) -> tuple[set[str], list[Finding]]:
+    """The target mailboxes a read over all mailboxes failed on (case-folded), and a
+    could-not-evaluate finding naming each with the reason Exchange gave."""
+    if not errors:
+        return set(), []
+    unread = [
+        (t, errors.mailboxes[t.casefold()])
+        for t in targets
+        if t.casefold() in errors.mailboxes
+    ]
+    if not unread:
+        return set(), []
+    if len(unread) == 1:
+        target, why = unread[0]
+        sentence = (
+            f"The {what} of {target} could not be read, because "
+            f"{_because(why.reason)}."
+        )
+    else:
+        sentence = (
+            f"The {what} of {len(unread)} of {len(targets)} target mailboxes could not "
+            f"be read: {listing(f'{t} ({_because(w.reason)})' for t, w in unread)}."
+        )
+    finding = Finding(
+        Severity.UNKNOWN,
+        sentence,
+        evidence=tuple(f"{t}: {w.reason}" for t, w in unread[:200]),
+        subjects=tuple(t for t, _ in unread),
+    )
+    return {t.casefold() for t, _ in unread}, [finding]
+
+
+def _unattributed(
+    what: str, errors: ReadErrors | None, failing: Sequence[str]
+) -> list[Finding]:
+    """Errors that name no mailbox: they cannot make a mailbox pass, but a mailbox
+    reported as failing may be one that was not read."""
+    if not errors or not errors.unattributed:
+        return []
+    first = errors.unattributed[0]
+    count = len(errors.unattributed)
+    said = (
+        f"{count} error{'s' if count > 1 else ''} that name{'' if count > 1 else 's'}"
+    )
+    if failing:
+        return [
+            Finding(
+                Severity.UNKNOWN,
+                f"Reading the {what} also gave {said} no target mailbox ({first}); "
+                f"some of {listing(failing)} may have gone unread rather than lack "
+                "the right.",
+                evidence=tuple(str(e) for e in errors.unattributed[:20]),
+            )
+        ]
+    return [
+        Finding(
+            Severity.INFO,
+            f"Reading the {what} also gave {said} no target mailbox ({first}); "
+            "every target mailbox was read.",
+            evidence=tuple(str(e) for e in errors.unattributed[:20]),
+        )
+    ]
 
 
 # Calendar roles that include Editor's rights (read, create, modify, delete items).
@@ -555,9 +626,11 @@ def send_as_on_every_mailbox(
     mailboxes: dict[str, str] | Unavailable,
     entries: Sequence[SendAsEntry] | Unavailable,
     targets: Sequence[str],
+    errors: ReadErrors | None = None,
 ) -> Result:
     """Without impersonation the calendar service sends invitations as each user: the
-    Send As right for the service account on every target mailbox; a Deny wins."""
+    Send As right for the service account on every target mailbox; a Deny wins. A
+    mailbox Get-ADPermission failed on could not be evaluated, and says why."""
     if access != "delegate":
         return [
             Finding(
@@ -575,14 +648,17 @@ def send_as_on_every_mailbox(
     for entry in entries:
         address = mailboxes.get(entry.mailbox, entry.mailbox.casefold())
         (denied if entry.deny else allowed).add(address)
+    unread, findings = _unread_mailboxes("Send As permissions", targets, errors)
     missing, refused = [], []
     for target in targets:
         folded = target.casefold()
+        if folded in unread:
+            continue
         if folded in denied:
             refused.append(target)
         elif folded not in allowed:
             missing.append(target)
-    findings = []
+    findings += _unattributed("Send As permissions", errors, missing)
     if missing or refused:
         described = [f"{t}: no Send As" for t in missing] + [
             f"{t}: Send As denied" for t in refused
@@ -610,9 +686,11 @@ def calendar_editor_on_every_mailbox(
     calendars: dict[str, str] | Unavailable,
     rights: dict[tuple[str, str], tuple[str, ...]] | Unavailable,
     targets: Sequence[str],
+    errors: ReadErrors | None = None,
 ) -> Result:
     """Without impersonation: Editor (or more) for the service account on each target
-    mailbox's calendar, the folder found by type whatever its name."""
+    mailbox's calendar, the folder found by type whatever its name. A mailbox whose
+    folders or permissions could not be read could not be evaluated, and says why."""
     if access != "delegate":
         return [
             Finding(
@@ -625,8 +703,11 @@ def calendar_editor_on_every_mailbox(
     ):
         if isinstance(facts, Unavailable):
             return _unavailable(facts, what) or []
+    unread, findings = _unread_mailboxes("calendar permissions", targets, errors)
     short, no_calendar = [], []
     for target in targets:
+        if target.casefold() in unread:
+            continue
         name = calendars.get(target.casefold())
         if name is None:
             no_calendar.append(target)
@@ -634,7 +715,9 @@ def calendar_editor_on_every_mailbox(
         granted = rights.get((target.casefold(), name), ())
         if not {r.casefold() for r in granted} & EDITOR_OR_MORE:
             short.append((target, name, ", ".join(granted) or "none"))
-    findings = []
+    findings += _unattributed(
+        "calendar permissions", errors, [t for t, _, _ in short] + no_calendar
+    )
     if short:
         findings.append(
             Finding(
