@@ -367,6 +367,7 @@ class Collector:
                             s.shell_auth,
                             ca_bundle=str(self.credential_bundle),
                             timeout=s.read_timeout,
+                            stall_timeout=s.shell_timeout,
                         )
                     )
                 else:
@@ -391,6 +392,7 @@ class Collector:
                             configuration="Microsoft.PowerShell",
                             ca_bundle=str(self.credential_bundle),
                             timeout=s.read_timeout,
+                            stall_timeout=s.shell_timeout,
                         )
                     )
                 else:

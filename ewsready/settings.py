@@ -102,6 +102,10 @@ class Settings:
     shell_username: str | None = None
     shell_password: Secret | None = field(default=None, repr=False)
     shell_auth: str = "basic"
+    # How long a PowerShell pipeline may go without an answer before the audit gives
+    # up on the session for the rest of the run (a cmdlet over many mailboxes keeps
+    # answering as it goes; one that stopped answering does not).
+    shell_timeout: float = 120.0
     # The service account in Active Directory: a domain controller's PowerShell.
     directory_url: str | None = None
     directory_username: str | None = None
@@ -142,6 +146,10 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "username": (str, "an account in View-Only Organization Management"),
         "auth": (str, "'basic' (https only), 'ntlm' or 'kerberos'"),
         "password_file": (str, "a file holding only the shell account's password"),
+        "timeout": (
+            (int, float),
+            "seconds a PowerShell pipeline may go without an answer, above 0",
+        ),
     },
     "directory": {
         "url": (
@@ -502,10 +510,14 @@ def _shell_settings(
     """The [shell] table and the [directory] table, which borrows the shell's account
     when it names none of its own."""
     shell = _remote("shell", file_values, env, path, {}, "a read-only admin account")
+    if shell:
+        shell["shell_timeout"] = _number(
+            "shell.timeout", file_values.get("shell.timeout", 120), 0, 3600
+        )
     inherited = {
         key.removeprefix("shell_"): value
         for key, value in shell.items()
-        if key != "shell_url"
+        if key in ("shell_username", "shell_password", "shell_auth")
     }
     directory = _remote(
         "directory",

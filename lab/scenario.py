@@ -146,6 +146,27 @@ class LabAccount:
     account_expires_in_days: float | None = None
 
 
+WINRM_FAULT_KINDS = ("wsman", "psrp")
+
+
+@dataclass(frozen=True)
+class LabWinrm:
+    """Faults of the PowerShell remoting endpoint, by the cmdlet a pipeline runs
+    (matched by name, case-insensitively; empty: no fault).
+
+    fault_in: after `fault_after` of its objects were sent, the pipeline breaks: with
+    "wsman", the next Receive is answered with a WSMan fault; with "psrp", the
+    pipeline ends Failed with a terminating error record.
+    hold_in: every Receive for the pipeline is held, never answered, until the lab
+    stops (or the client closes the shell).
+    """
+
+    fault_in: str = ""
+    fault_after: int = 1
+    fault_kind: str = "wsman"
+    hold_in: str = ""
+
+
 @dataclass(frozen=True)
 class DnsRecord:
     name: str
@@ -161,6 +182,9 @@ class AuditPlan:
     url_path: str = "/EWS/Exchange.asmx"
     access: str = "impersonation"
     invited: tuple[str, ...] = ()
+    # The tenant file's shell.timeout: how long a PowerShell pipeline may go without
+    # an answer (None: the audit's default).
+    shell_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +221,7 @@ class Scenario:
     scopes: tuple[LabScope, ...] | None = None  # None: derived
     groups: tuple[LabGroup, ...] = ()
     account: LabAccount = field(default_factory=LabAccount)
+    winrm: LabWinrm = field(default_factory=LabWinrm)
 
     def effective_assignments(self) -> tuple[LabRoleAssignment, ...]:
         """The scenario's assignments, or the usual one when it names none: the service
@@ -293,6 +318,7 @@ def parse_scenario(data: dict, name: str) -> Scenario:
         _build(LabGroup, x, f"{where} groups") for x in data.pop("groups", [])
     )
     account = _build(LabAccount, data.pop("account", {}), f"{where} [account]")
+    winrm = _build(LabWinrm, data.pop("winrm", {}), f"{where} [winrm]")
     expect = _build(Expectation, data.pop("expect", {}), f"{where} [expect]")
     data.setdefault("name", name)
     scenario = _build(Scenario, data, where)
@@ -307,6 +333,7 @@ def parse_scenario(data: dict, name: str) -> Scenario:
         scopes=scopes,
         groups=groups,
         account=account,
+        winrm=winrm,
     )
 
     if scenario.generated_users:
@@ -317,6 +344,9 @@ def parse_scenario(data: dict, name: str) -> Scenario:
         )
     _check_choice(scenario.certificate, CERTIFICATE_VARIANTS, f"{where} certificate")
     _check_choice(scenario.audit.access, ACCESS_MODES, f"{where} audit.access")
+    _check_choice(
+        scenario.winrm.fault_kind, WINRM_FAULT_KINDS, f"{where} winrm.fault_kind"
+    )
     for record in records:
         _check_choice(record.type, RECORD_TYPES, f"{where} record {record.name}")
     for mailbox in mailboxes:

@@ -19,6 +19,11 @@ thousands of mailboxes leaves in many Receive responses and is never built whole
 
 A WSMan fault (HTTP 500, a SOAP 1.2 Fault with a WSManFault detail) answers every
 problem, including the lab's own failures: the socket is never just dropped.
+
+The scenario's [winrm] table can break pipelines on purpose (lab.scenario.LabWinrm):
+a WSMan fault or a terminating error part-way through a pipeline's output, or a
+Receive that is held and never answered. A held Receive is released when the lab
+stops (`close`) or the shell is deleted, so no server thread is left blocked.
 """
 
 from __future__ import annotations
@@ -242,6 +247,9 @@ class _Pipeline:
     started: float = 0.0
     finished: bool = False  # the final PipelineState is queued
     outcome: str = ""
+    breaks: bool = False  # the scenario's fault_in names one of its commands
+    held: bool = False  # the scenario's hold_in names one of its commands
+    broken: bool = False  # it reached fault_after: the next Receive is a fault
 
     def error(self, error: LabError) -> None:
         self.errors.append(error.reason)
@@ -293,7 +301,9 @@ class ShellService:
         self._record = record or (lambda call: None)
         self._shells: dict[str, _Shell] = {}
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         scenario = organisation.scenario
+        self._faults = scenario.winrm
         self._realm = scenario.ews_host.replace('"', "").replace("\\", "")
         self._netbios = organisation.netbios
         self._machine = organisation.host_fqdn
@@ -549,12 +559,23 @@ class ShellService:
             else:
                 pipeline = self._pipeline(shell, command_id)
                 queue = pipeline.queue
+                if pipeline.held:
+                    self._hold(shell, pipeline)
             while True:
                 if pipeline is not None:
                     self._pump(shell, pipeline)
                 self._drain(shell)
                 if queue or (pipeline is not None and pipeline.finished):
                     break
+                if pipeline is not None and pipeline.broken:
+                    self._finish(shell, pipeline, "Faulted")
+                    self._forget(shell, pipeline)
+                    raise WsmanFault(
+                        INTERNAL_ERROR,
+                        "The WSMan provider host process did not return a proper "
+                        "response. A provider in the host process may have behaved "
+                        "improperly.",
+                    )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise WsmanFault(
@@ -592,6 +613,20 @@ class ShellService:
             )
         return [response]
 
+    def _hold(self, shell: _Shell, pipeline: _Pipeline) -> None:
+        """Never answer this Receive: wait (with the shell's lock released) until the
+        lab stops or the shell is deleted, then fault, as a closed shell would."""
+        logger.debug(
+            "shell %s: holding a Receive for %s", shell.id, " | ".join(pipeline.names)
+        )
+        while not self._closed.is_set() and self._shells.get(shell.id) is shell:
+            shell.lock.wait(1.0)
+        raise WsmanFault(
+            SHELL_NOT_FOUND,
+            f"The shell {shell.id} was closed while a Receive was held.",
+            "w:InvalidSelectors",
+        )
+
     def _signal(self, shell: _Shell, request: _Request) -> list[etree._Element]:
         body = request.body
         if body is None or body.tag != f"{{{SHELL}}}Signal":
@@ -627,7 +662,8 @@ class ShellService:
         return []
 
     def close(self) -> None:
-        """Forget every shell (the lab is stopping)."""
+        """Forget every shell (the lab is stopping), and release held Receives."""
+        self._closed.set()
         with self._lock:
             shells = list(self._shells.values())
             self._shells.clear()
@@ -710,6 +746,9 @@ class ShellService:
         pipeline.names = run.commands
         pipeline.parameters = run.parameters
         pipeline.outputs = run.outputs
+        named = {n.casefold() for n in run.commands}
+        pipeline.breaks = self._faults.fault_in.casefold() in named
+        pipeline.held = self._faults.hold_in.casefold() in named
         logger.debug(
             "shell %s: pipeline %s started: %s",
             shell.id,
@@ -722,8 +761,20 @@ class ShellService:
         while (
             pipeline.outputs is not None
             and not pipeline.finished
+            and not pipeline.broken
             and pipeline.queued < shell.budget
         ):
+            if pipeline.breaks and pipeline.objects >= self._faults.fault_after:
+                if self._faults.fault_kind == "psrp":
+                    name = pipeline.names[-1] if pipeline.names else "the pipeline"
+                    self._fail(
+                        shell,
+                        pipeline,
+                        internal_error(name, "the scenario breaks this pipeline"),
+                    )
+                else:
+                    pipeline.broken = True  # the next Receive answers a fault
+                break
             try:
                 item = next(pipeline.outputs)
             except StopIteration:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ class AuditRun:
     stderr: str
     document: dict
     run_dir: Path | None
+    seconds: float = 0.0  # how long the run took, start to exit
 
     def findings(self, severity: str | None = None) -> list[dict]:
         return [
@@ -61,6 +63,7 @@ def run_audit(workdir: Path, *args: str, env: dict[str, str] | None = None) -> A
         str(PROJECT / "checks"),
     ]
     environment = {**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})}
+    started = time.monotonic()
     done = subprocess.run(
         command,
         cwd=workdir,
@@ -70,6 +73,7 @@ def run_audit(workdir: Path, *args: str, env: dict[str, str] | None = None) -> A
         timeout=300,
         stdin=subprocess.DEVNULL,
     )
+    seconds = time.monotonic() - started
     latest = report_dir / "latest"
     results = latest / "results.json"
     document = (
@@ -81,6 +85,7 @@ def run_audit(workdir: Path, *args: str, env: dict[str, str] | None = None) -> A
         done.stderr,
         document,
         latest.resolve() if latest.exists() else None,
+        seconds,
     )
 
 

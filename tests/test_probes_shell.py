@@ -1,3 +1,10 @@
+import contextlib
+import dataclasses
+import re
+import threading
+import time
+from collections.abc import Iterator
+
 import pytest
 
 from ewsready.probes.shell import (
@@ -6,10 +13,17 @@ from ewsready.probes.shell import (
     ShellTarget,
     check_read_only,
 )
-from ewsready.psobjects import Cmdlet, ErrorRecord, ShellError, pipeline
+from ewsready.psobjects import (
+    Cmdlet,
+    ErrorRecord,
+    ShellError,
+    ShellSessionError,
+    pipeline,
+)
 from ewsready.secret import Secret
 from fixtures.audit import lab_settings, lab_shell
 from lab import Lab, load_scenario
+from lab.scenario import LabWinrm
 
 
 @pytest.mark.parametrize(
@@ -136,3 +150,86 @@ def test_a_live_pipeline_returns_its_error_records_with_its_output():
         "Get-MailboxFolderStatistics failed for contoso.local/Users/Chloé Martin: "
         "The mailbox database 'DB02' that holds this mailbox is dismounted."
     )
+
+
+# --- a session that breaks ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def live_shell(winrm: LabWinrm, stall: float = 10.0) -> Iterator[tuple[Lab, LiveShell]]:
+    """The audit's live shell on a lab whose remote PowerShell breaks as told."""
+    scenario = dataclasses.replace(load_scenario("healthy"), winrm=winrm)
+    with Lab(scenario) as lab:
+        settings = dataclasses.replace(lab_settings(lab), shell_timeout=stall)
+        shell = lab_shell(lab, settings)
+        try:
+            yield lab, shell
+        finally:
+            shell.close()
+
+
+def test_a_wsman_fault_part_way_is_a_failed_read_and_the_session_goes_on():
+    with live_shell(LabWinrm(fault_in="Get-Mailbox", fault_after=2)) as (lab, shell):
+        with pytest.raises(ShellSessionError) as caught:
+            shell.read(pipeline("Get-Mailbox"))
+        servers = shell.read(pipeline("Get-ExchangeServer"))
+        outcomes = [c.outcome for c in lab.shell_log]
+
+    assert re.fullmatch(
+        r"the PowerShell session at https://ex01\.contoso\.local:\d+/PowerShell "
+        r"answered Get-Mailbox after 2 objects with WSMan fault 2147500037: The WSMan "
+        r"provider host process did not return a proper response\. A provider in the "
+        r"host process may have behaved improperly",
+        str(caught.value),
+    )
+    assert len(servers.objects) == 1
+    assert outcomes == ["Faulted", "Completed"]
+
+
+def test_a_pipeline_that_fails_after_some_output_is_not_taken_as_complete():
+    breaks = LabWinrm(fault_in="Get-Mailbox", fault_after=2, fault_kind="psrp")
+    with live_shell(breaks) as (lab, shell):
+        with pytest.raises(ShellError) as caught:
+            shell.read(pipeline("Get-Mailbox"))
+        outcomes = [c.outcome for c in lab.shell_log]
+
+    assert not isinstance(caught.value, ShellSessionError)
+    assert str(caught.value) == (
+        "Get-Mailbox: The simulated server failed while running Get-Mailbox: the "
+        "scenario breaks this pipeline (after 2 objects)"
+    )
+    assert outcomes == ["Failed"]
+
+
+def test_a_held_receive_gives_the_session_up_once_and_leaves_no_thread_behind():
+    before = set(threading.enumerate())
+    held = LabWinrm(hold_in="Get-ExchangeServer")
+    with live_shell(held, stall=1.0) as (lab, shell):
+        started = time.monotonic()
+        with pytest.raises(ShellSessionError) as first:
+            shell.read(pipeline("Get-ExchangeServer"))
+        waited = time.monotonic() - started
+
+        lab.clear_log()
+        started = time.monotonic()
+        with pytest.raises(ShellSessionError) as then:
+            shell.read(pipeline("Get-Mailbox"))
+        again = time.monotonic() - started
+        time.sleep(4)  # past the held request's own timeout, when pypsrp retries it
+        sent = [(r.operation, r.status) for r in lab.log]
+
+    assert 1.0 <= waited < 4.0
+    assert re.fullmatch(
+        r"the PowerShell session at https://ex01\.contoso\.local:\d+/PowerShell "
+        r"stopped answering after 1 s during Get-ExchangeServer",
+        str(first.value),
+    )
+    # Given up for the run: the next read says why at once and sends nothing, and
+    # the held Receive is not sent again.
+    assert str(then.value) == str(first.value) and again < 0.5
+    assert sent == []
+    # Once the lab stops, no thread (the lab's or the audit's) is left waiting.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(threading.enumerate()) - before:
+        time.sleep(0.1)
+    assert set(threading.enumerate()) - before == set()

@@ -293,6 +293,25 @@ def test_shell_settings(tmp_path):
     assert settings.shell_url == "https://ex01.contoso.local/PowerShell"
     assert settings.shell_password.reveal() == "shell-pw"
     assert "shell-pw" not in repr(settings)
+    assert settings.shell_timeout == 120
+
+
+@pytest.mark.parametrize(
+    "timeout, expected",
+    [(15, 15.0), (2.5, 2.5), (0, "shell.timeout = 0 must be above 0 and at most 3600")],
+)
+def test_shell_timeout(timeout, expected):
+    values = {
+        "shell.url": "https://ex01.contoso.local/PowerShell",
+        "shell.username": "audit@c.example",
+        "shell.timeout": timeout,
+    }
+    env = {**ENV, "EWSREADY_SHELL_PASSWORD": "shell-pw"}
+    if isinstance(expected, str):
+        with pytest.raises(SettingsError, match=expected):
+            build(values, env=env)
+    else:
+        assert build(values, env=env).shell_timeout == expected
 
 
 @pytest.mark.parametrize(

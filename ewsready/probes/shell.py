@@ -336,6 +336,7 @@ class LiveShell:
         url = self.target.url
         if isinstance(exc, WSManFaultError):
             reason = _first_line(str(exc.reason or "no reason given"), 300)
+            reason = reason.rstrip(".")  # the sentence it goes into ends with one
             return ShellSessionError(
                 f"the PowerShell session at {url} answered {what} with WSMan fault "
                 f"{exc.code}: {reason}",
