@@ -454,7 +454,7 @@ class ShellCall:
     endpoint: str
     commands: tuple[str, ...]
     parameters: tuple[dict, ...]
-    outcome: str  # Completed, Failed or Stopped
+    outcome: str  # Completed, Failed, Stopped, or Faulted (a [winrm] fault knob)
     errors: tuple[str, ...] = ()
 
 
