@@ -8,7 +8,12 @@ from ewsready.rules.agreement import (
     delegation_configured,
     impersonation_configured,
 )
-from ewsready.shellfacts import AccountInfo, RoleAssignmentInfo, ScopeMembers
+from ewsready.shellfacts import (
+    AccountInfo,
+    ReadErrors,
+    RoleAssignmentInfo,
+    ScopeMembers,
+)
 
 UPN = "svc@contoso.example"
 ANA, BEN = "ana@contoso.example", "ben@contoso.example"
@@ -169,7 +174,11 @@ def test_impersonation_configured_unreadable():
 def test_delegation_configured_reads_the_calendar_by_type():
     calendars = {ANA: "Kalender", BEN: "Calendar"}
     rights = {(ANA, "Kalender"): ("Editor",), (BEN, "Calendar"): ("Reviewer",)}
-    configured = delegation_configured((calendars, rights), [ANA, BEN, "x@y.example"])
+    unread = ReadErrors({"cy@contoso.example": Unavailable("database dismounted")})
+    calendars["cy@contoso.example"] = "Calendar"
+    configured = delegation_configured(
+        (calendars, rights, unread), [ANA, BEN, "Cy@contoso.example", "x@y.example"]
+    )
     assert configured == {
         ANA: Configured(True, "Editor on \\Kalender"),
         BEN: Configured(False, "Reviewer on \\Calendar"),

@@ -19,7 +19,12 @@ from ewsready.rules.configuration import (
     impersonation_covers,
     reaching_assignments,
 )
-from ewsready.shellfacts import AccountInfo, RoleAssignmentInfo, ScopeMembers
+from ewsready.shellfacts import (
+    AccountInfo,
+    ReadErrors,
+    RoleAssignmentInfo,
+    ScopeMembers,
+)
 
 # EWS answers that say "not allowed"; anything else (a missing mailbox, a busy or
 # failing server) says nothing about permissions and is left to mailbox_access.
@@ -45,6 +50,7 @@ Impersonation = tuple[
 Delegation = tuple[
     Mapping[str, str] | Unavailable,
     Mapping[tuple[str, str], tuple[str, ...]] | Unavailable,
+    ReadErrors,
 ]
 
 
@@ -82,8 +88,9 @@ def impersonation_configured(
 def delegation_configured(
     facts: Delegation, targets: Sequence[str]
 ) -> dict[str, Configured] | str:
-    """Per target: has the account Editor (or more) on the calendar?"""
-    calendars, rights = facts
+    """Per target: has the account Editor (or more) on the calendar? A mailbox the
+    shell could not read is left out: there is nothing to compare."""
+    calendars, rights, unread = facts
     for part in (calendars, rights):
         if isinstance(part, Unavailable):
             return part.reason
@@ -91,8 +98,8 @@ def delegation_configured(
     for target in targets:
         folded = target.casefold()
         name = calendars.get(folded)
-        if name is None:
-            continue  # calendar_permission reports a missing folder
+        if name is None or folded in unread.mailboxes:
+            continue  # calendar_permission reports these
         granted = rights.get((folded, name), ())
         level = ", ".join(granted) or "none"
         allowed = bool({r.casefold() for r in granted} & EDITOR_OR_MORE)
