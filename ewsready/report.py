@@ -53,7 +53,8 @@ SUMMARY_TEMPLATE = ENV.from_string("""
 <div class="ewsready-summary">
   <h2 class="verdict {{ 'ready' if ready else 'not-ready' }}">
     {{ verdict }} for the calendar service</h2>
-  {% if detail %}<p class="verdict-detail">{{ detail|capitalize }}.</p>{% endif %}
+  {% if detail %}<p class="verdict-detail">{{ detail[:1]|upper }}{{ detail[1:] }}.</p>
+  {% endif %}
   <table>
     <tr><th>Started (UTC)</th><td>{{ started }}</td></tr>
     <tr><th>Checks</th><td>{{ counts_text }}</td></tr>
@@ -98,14 +99,27 @@ def verdict(meta: dict, results: Sequence[CheckResult]) -> str:
     return "READY"
 
 
+SIGNAL_NAMES = {"SIGINT": "Ctrl-C (SIGINT)"}
+
+
 def verdict_detail(meta: dict, results: Sequence[CheckResult]) -> str:
     ran = len(results)
-    total = ran + int(meta.get("deselected", 0))
+    selected = int(meta.get("selected", ran))
+    total = selected + int(meta.get("deselected", 0))
     notes = []
     if meta.get("interrupted"):
-        notes.append("the run was interrupted before every check finished")
-    if total != ran:
-        notes.append(f"only {ran} of {total} checks were selected")
+        signal = meta.get("stopped_by")
+        how = (
+            f"stopped by {SIGNAL_NAMES.get(signal, signal)}"
+            if signal
+            else "interrupted"
+        )
+        notes.append(
+            f"the run was {how} before every check finished: "
+            f"{ran} of {selected} checks done"
+        )
+    if total != selected:
+        notes.append(f"only {selected} of {total} checks were selected")
     if not results:
         notes.append("no check ran, so nothing was audited")
     if meta.get("audited_url"):

@@ -9,11 +9,12 @@ request on a bounded pool; delegate reads go out as GetFolder batches.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -35,6 +36,7 @@ from exchangelib.properties import DistinguishedFolderId, EffectiveRights, Mailb
 from exchangelib.protocol import CachingProtocol, Protocol
 from exchangelib.version import Build, Version
 
+from ewsready import stop
 from ewsready.facts import (
     AddressFacts,
     AddressResolution,
@@ -114,7 +116,10 @@ def forget_protocols() -> None:
 def with_back_off(
     call: Callable[[], T], budget: float, counter: RequestCounter, what: str
 ) -> T:
-    """Run call; on ErrorServerBusy wait the server's back-off, within a total budget."""
+    """Run call; on ErrorServerBusy wait the server's back-off, within a total budget.
+
+    An interrupted run (ewsready.stop) ends the wait at once with the busy error.
+    """
     deadline = time.monotonic() + budget
     while True:
         counter.add()
@@ -122,11 +127,13 @@ def with_back_off(
             return call()
         except ews_errors.ErrorServerBusy as exc:
             wait = exc.back_off if exc.back_off is not None else 1.0
-            if time.monotonic() + wait > deadline:
+            if time.monotonic() + wait > deadline or stop.requested():
                 raise
             log.debug("%s: server busy, backing off %.3f s", what, wait)
             counter.waited()
-            time.sleep(wait)
+            if stop.sleep(wait):
+                log.debug("%s: back-off cut short, the run is stopping", what)
+                raise
 
 
 def _code(exc: BaseException) -> str:
@@ -262,6 +269,19 @@ def probe_addresses(
 # --- calendars ----------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool that an interrupted caller leaves at once: requests not started
+    are cancelled, and those in flight end within their own timeout unwatched."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ews")
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def _pooled(
     work: Callable[[str], T],
     items: Sequence[str],
@@ -270,9 +290,7 @@ def _pooled(
 ) -> list[T]:
     if not items:
         return []
-    with ThreadPoolExecutor(
-        max_workers=min(workers, len(items)), thread_name_prefix="ews"
-    ) as pool:
+    with _pool(min(workers, len(items))) as pool:
         results = []
         for result in pool.map(work, items):
             results.append(result)
@@ -478,9 +496,7 @@ def _pooled_batches(
     batches = list(batches)
     if not batches:
         return []
-    with ThreadPoolExecutor(
-        max_workers=min(target.workers, len(batches)), thread_name_prefix="ews"
-    ) as pool:
+    with _pool(min(target.workers, len(batches))) as pool:
         out = []
         for batch, reads in zip(
             batches,
