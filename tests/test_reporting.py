@@ -1,0 +1,84 @@
+"""The report hooks: an error inside a check is that check's 'could not evaluate',
+in one line, with the traceback in the log; the other checks run on."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from ewsready.secret import MASK
+from fixtures.reporting import all_checks
+from tests.audits import PROJECT, run_audit
+
+CANARY = "canary-Pw-5be1c7"
+VERSION = "checks/test_version.py"
+
+
+def test_an_error_inside_a_check_is_could_not_evaluate(tmp_path):
+    log_file = tmp_path / "run.log"
+    run = run_audit(
+        tmp_path,
+        "--lab",
+        "--lab-scenario",
+        "healthy",
+        f"--log-file={log_file}",
+        "-p",
+        "tests.plugins.broken_rule",
+        env={"EWSREADY_PASSWORD": CANARY},
+    )
+    checks = {c["nodeid"].split("::")[1]: c for c in run.document["checks"]}
+
+    assert run.returncode == 1, (run.stdout + run.stderr)[-3000:]
+    assert run.document["verdict"] == "NOT READY"
+    # Every check ran, and those the errors did not touch passed (or only noted).
+    assert len(checks) == all_checks(PROJECT)
+    broken = {
+        "test_exchange_is_2013_or_later",
+        "test_every_exchange_server_is_2013_or_later",
+        "test_every_exchange_server_build_is_supported",
+    }
+    failed = {n for n, c in checks.items() if c["severity"] not in ("passed", "note")}
+    assert failed == broken
+
+    rule = checks["test_exchange_is_2013_or_later"]
+    [finding] = rule["findings"]
+    sentence = (
+        "An error inside ewsready stopped the check "
+        f"{VERSION}::test_exchange_is_2013_or_later (KeyError: 'build of {MASK}'); "
+        "the traceback is in the log."
+    )
+    assert finding == {**finding, "severity": "could not evaluate"}
+    assert finding["sentence"] == sentence
+    assert finding["evidence"] == ["raised in the check itself"]
+    assert rule["message"] == f"Could not evaluate: {sentence}"
+    # The probe's error fails both checks that use its facts, in its first line only.
+    for name in broken - {"test_exchange_is_2013_or_later"}:
+        [finding] = checks[name]["findings"]
+        assert finding["severity"] == "could not evaluate"
+        assert finding["sentence"] == (
+            f"An error inside ewsready stopped the check {VERSION}::{name} (ValueError: "
+            "AdminDisplayVersion 'Version 15.x' not understood); the traceback is in "
+            "the log."
+        )
+        assert finding["evidence"] == ["raised while gathering the facts it judges"]
+        assert "\n" not in checks[name]["message"]
+
+    # The tracebacks are in the run's log file, the probe's once.
+    log = log_file.read_text(encoding="utf-8")
+    assert log.count("Traceback (most recent call last)") == 2
+    assert "in broken_rule" in log and "in broken_probe" in log
+    assert (
+        "test_every_exchange_server_build_is_supported could not evaluate: "
+        "ValueError: AdminDisplayVersion 'Version 15.x' not understood (the error "
+        f"logged for {VERSION}::test_every_exchange_server_is_2013_or_later)"
+    ) in log
+    # ... and not in the report.
+    page = (run.run_dir / "report.html").read_text(encoding="utf-8")
+    assert sentence.replace("'", "&#39;") in page
+    assert "Traceback" not in page
+    junit = (run.run_dir / "junit.xml").read_text(encoding="utf-8")
+    assert "Traceback" not in junit
+    ET.fromstring(junit)
+    for path in [log_file, *(tmp_path / "reports").rglob("*")]:
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    assert CANARY not in run.stdout + run.stderr
