@@ -14,6 +14,7 @@ import logging
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import certifi
@@ -127,7 +128,12 @@ class Collector:
             ROUTES.set(
                 self.host,
                 self.port,
-                Route(good, str(self.credential_bundle), loopback_only=s.lab),
+                Route(
+                    good,
+                    str(self.credential_bundle),
+                    loopback_only=s.lab,
+                    fingerprint=s.ews_fingerprint,
+                ),
             )
         return reach
 
@@ -151,23 +157,23 @@ class Collector:
         facts = []
         for chain, addresses in by_chain.items():
             first = next(a for a in reach.attempts if a.address == addresses[0])
-            facts.append(
-                network.certificate_facts(
-                    self.host,
-                    ", ".join(addresses),
-                    self.port,
-                    list(chain),
-                    first.tls_version,
-                    self._chains[addresses[0]][1],
-                    roots,
-                    self.store_name,
-                )
+            judged = network.certificate_facts(
+                self.host,
+                ", ".join(addresses),
+                self.port,
+                list(chain),
+                first.tls_version,
+                self._chains[addresses[0]][1],
+                roots,
+                self.store_name,
             )
+            facts.append(replace(judged, pinned=self.settings.ews_fingerprint))
         return facts
 
     def credentials_blocked(self) -> Blocked | None:
-        """Credentials go only over TLS that verifies against the credential store,
-        at every address the host name leads to."""
+        """Credentials go only over TLS that verifies against the credential store, or
+        to the certificate the settings pin (ews.fingerprint), at every address the
+        host name leads to. With a pin, only the pinned certificate will do."""
         blocked = self.reach_blocked()
         if blocked:
             return blocked
@@ -181,6 +187,19 @@ class Collector:
                 return Blocked(
                     f"the certificate on {self.host} is too weak for current TLS "
                     f"clients ({weak[0]}); the password is not sent over it",
+                    "certificate",
+                )
+            if facts.pin_matches is not None:
+                if facts.pin_matches:
+                    log.debug(
+                        "credentials go to %s (%s) on the pinned certificate",
+                        self.host,
+                        facts.address,
+                    )
+                    continue
+                return Blocked(
+                    f"the certificate on {self.host} ({facts.address}) is not the one "
+                    "ews.fingerprint pins, and the password is sent only to that one",
                     "certificate",
                 )
             if facts.verified:

@@ -107,10 +107,19 @@ class CertificateFacts:
     last_issuer_sent: bool  # the last sent certificate is self-issued (a root was sent)
     checked_at: dt.datetime
     error: str | None = None
+    # The SHA-256 the settings pin (ews.fingerprint), 64 hex digits; None: no pin.
+    pinned: str | None = None
 
     @property
     def leaf(self) -> CertificateInfo | None:
         return self.chain[0] if self.chain else None
+
+    @property
+    def pin_matches(self) -> bool | None:
+        """None without a pin; else whether the leaf is the pinned certificate."""
+        if self.pinned is None:
+            return None
+        return self.leaf is not None and self.leaf.sha256.upper() == self.pinned
 
 
 # --- HTTP behaviour of the URL ------------------------------------------------------

@@ -90,6 +90,9 @@ class Settings:
     mailboxes: tuple[str, ...] = ()
     resolvers: tuple[Resolver, ...] = tuple(Resolver(a) for a in DEFAULT_RESOLVERS)
     ca_bundle: Path | None = None
+    # The SHA-256 of the EWS certificate (64 upper-case hex digits), trusted whatever
+    # its issuer: the signed-in checks run against exactly that certificate.
+    ews_fingerprint: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     busy_budget: float = 60.0
@@ -131,6 +134,10 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
             "the EWS URL given to the calendar service, https://.../EWS/Exchange.asmx",
         ),
         "access": (str, "'impersonation' or 'delegate'"),
+        "fingerprint": (
+            str,
+            "the SHA-256 fingerprint of the EWS certificate, 'sha256:AB:CD:...'",
+        ),
     },
     "service_account": {
         "username": (str, "the service account's user principal name"),
@@ -468,6 +475,8 @@ def build_settings(
 
     ca_bundle = file_values.get("network.ca_bundle")
     ca_path = check_ca_bundle(path(ca_bundle)) if ca_bundle else None
+    fingerprint = file_values.get("ews.fingerprint")
+    pinned = check_fingerprint(fingerprint) if fingerprint is not None else None
 
     shell = _shell_settings(file_values, env, path)
 
@@ -487,6 +496,7 @@ def build_settings(
         mailboxes=tuple(mailboxes),
         resolvers=resolver_tuple,
         ca_bundle=ca_path,
+        ews_fingerprint=pinned,
         connect_timeout=_number(
             "network.connect_timeout",
             file_values.get("network.connect_timeout", 10),
@@ -575,6 +585,38 @@ def _remote(
         f"{table}_password": password,
         f"{table}_auth": auth,
     }
+
+
+def check_fingerprint(value: str, name: str = "ews.fingerprint") -> str:
+    """'sha256:AB:CD:...' (32 hex pairs, with or without colons or the prefix) as 64
+    upper-case hex digits."""
+    text = _clean(value.strip(), name)
+    algorithm, digits = "", text
+    prefix, separator, rest = text.partition(":")
+    if separator and prefix.casefold().replace("-", "") in ("sha256", "sha1", "md5"):
+        algorithm, digits = prefix.casefold().replace("-", ""), rest
+    hex_digits = digits.replace(":", "").replace(" ", "").upper()
+    expected = "expected 'sha256:' and 32 hex pairs, e.g. 'sha256:AB:CD:...:EF'"
+    if algorithm in ("sha1", "md5"):
+        label = {"sha1": "SHA-1", "md5": "MD5"}[algorithm]
+        raise SettingsError(
+            f"{name} = {value!r}: {label} fingerprints are not accepted, only SHA-256; "
+            f"{expected}"
+        )
+    if not algorithm and len(hex_digits) == 40 and _is_hex(hex_digits):
+        raise SettingsError(
+            f"{name} = {value!r} looks like the SHA-1 thumbprint Get-ExchangeCertificate "
+            f"shows; the pin is the certificate's SHA-256: {expected}"
+        )
+    if len(hex_digits) != 64 or not _is_hex(hex_digits):
+        raise SettingsError(
+            f"{name} = {value!r} is not a SHA-256 fingerprint; {expected}"
+        )
+    return hex_digits
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789ABCDEF" for c in text)
 
 
 def check_ca_bundle(path: Path) -> Path:

@@ -31,9 +31,11 @@ class RouteRefused(OSError):
 @dataclass(frozen=True)
 class Route:
     addresses: tuple[str, ...]
-    verify: str | bool  # a CA bundle path; False only for requests without credentials
+    # A CA bundle path; False only for requests without credentials (or with a pin).
+    verify: str | bool
     loopback_only: bool = False
-    # A pinned certificate (SHA-256 of the leaf, hex): trusted whatever its issuer.
+    # A pinned certificate (SHA-256 of the leaf, hex): trusted whatever its issuer,
+    # and the only certificate trusted.
     fingerprint: str | None = None
 
 
@@ -140,7 +142,9 @@ class PinnedAdapter(HTTPAdapter):
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
         route = self._route_of(request)
         if route is not None:
-            kwargs["verify"] = route.verify
+            # With a pin, the fingerprint urllib3 asserts is the whole trust: a CA
+            # bundle here would make requests demand a chain as well.
+            kwargs["verify"] = False if route.fingerprint else route.verify
         return super().send(request, **kwargs)
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import ssl
 import threading
@@ -77,3 +78,103 @@ def test_every_front_end_certificate_is_judged(tmp_path):
         "vouches for it. (at ::1)"
     ]
     assert isinstance(blocked, Blocked) and "::1" in blocked.cause
+
+
+# --- a pinned certificate (ews.fingerprint) -----------------------------------------
+
+
+def presented_sha256(lab: Lab) -> str:
+    """The SHA-256 of the certificate the lab's EWS endpoint presents."""
+    from ewsready.probes import network
+
+    _, chain, _ = network.connect(
+        lab.scenario.ews_host, "127.0.0.1", lab.ews_port, 10.0
+    )
+    return hashlib.sha256(chain[0]).hexdigest().upper()
+
+
+def pinned_collector(lab: Lab, fingerprint: str) -> Collector:
+    settings = replace(lab_settings(lab), ews_fingerprint=fingerprint)
+    return Collector(settings, [lab.public_root_bundle], "lab root")
+
+
+def ews_posts(lab: Lab) -> list:
+    """Signed-in EWS requests the lab received (the anonymous probes only GET)."""
+    return [entry for entry in lab.log if entry.method == "POST"]
+
+
+def test_a_matching_pin_lets_the_password_go_to_a_self_signed_certificate():
+    with Lab(load_scenario("cert_self_signed")) as lab:
+        collector = pinned_collector(lab, presented_sha256(lab))
+        try:
+            certificates = collector.certificates()
+            logon = collector.logon()
+            mailboxes = collector.mailboxes()
+        finally:
+            collector.close()
+
+    assert logon.ok, logon
+    assert mailboxes.reads and all(read.ok for read in mailboxes.reads)
+    assert ews_posts(lab)
+    # The calendar service knows no pin: the chain is still a failure, which says
+    # what the audit did.
+    findings = for_each(certificate_rules.chains_to_public_root, certificates)
+    assert [f.sentence for f in findings] == [
+        "The certificate on mail.contoso.example is self-signed (EX01); no public "
+        "root vouches for it. The signed-in checks ran on the certificate pinned in "
+        "ews.fingerprint."
+    ]
+
+
+@pytest.mark.parametrize("scenario", ["cert_self_signed", "healthy"])
+def test_another_certificate_than_the_pinned_one_gets_no_password(scenario):
+    with Lab(load_scenario(scenario)) as lab:
+        collector = pinned_collector(lab, "0F" * 32)
+        try:
+            certificates = collector.certificates()
+            logon = collector.logon()
+            answer = collector.url()
+        finally:
+            collector.close()
+
+    assert logon == Blocked(
+        "the certificate on mail.contoso.example (127.0.0.1) is not the one "
+        "ews.fingerprint pins, and the password is sent only to that one",
+        "certificate",
+    )
+    assert ews_posts(lab) == []
+    findings = for_each(certificate_rules.chains_to_public_root, certificates)
+    assert findings[0].sentence == (
+        "The certificate on mail.contoso.example is not the one pinned in "
+        "ews.fingerprint, so the audit did not send the password to it."
+    )
+    # Requests without the password still see the endpoint as it is.
+    assert answer.given_answer.status == 401
+
+
+@pytest.mark.parametrize(
+    "scenario, pin, signs_in",
+    [
+        # A publicly trusted chain is refused when it is not the pinned certificate,
+        ("healthy", "other", False),
+        # and an untrusted one is used when it is.
+        ("cert_self_signed", "presented", True),
+    ],
+)
+def test_the_transport_itself_holds_to_the_pin(scenario, pin, signs_in):
+    """Even a sign-in that skips the collector's gate goes only to the pinned
+    certificate: urllib3 compares the leaf before a byte of the request is sent."""
+    from ewsready.probes import ews
+
+    with Lab(load_scenario(scenario)) as lab:
+        fingerprint = presented_sha256(lab) if pin == "presented" else "0F" * 32
+        collector = pinned_collector(lab, fingerprint)
+        try:
+            collector.reachability()  # routes the host, with the pin
+            lab.clear_log()
+            facts, _ = ews.probe_logon(collector._target(lab.url), ews.RequestCounter())
+        finally:
+            collector.close()
+
+    assert facts.ok is signs_in, facts
+    assert bool(ews_posts(lab)) is signs_in

@@ -3,6 +3,7 @@ import datetime as dt
 import pytest
 
 from ewsready.findings import Severity
+from ewsready.report import render
 from ewsready.rules import certificate as rules
 from tests.factories import HOST, INTERMEDIATE, NOW, cert, chain_facts
 
@@ -70,6 +71,55 @@ INTERNAL_LEAF = cert(issuer="CN=Contoso Enterprise Root CA")
 def test_chains_to_public_root(facts, sentence):
     findings = rules.chains_to_public_root(facts)
     assert [f.sentence for f in findings] == ([sentence] if sentence else [])
+
+
+PIN = "AB" * 32  # the SHA-256 of the test leaves (tests.factories.cert)
+OTHER_PIN = "0F" * 32
+SELF_SIGNED_SENTENCE = (
+    f"The certificate on {HOST} is self-signed (EX01); no public root vouches for it."
+)
+MISMATCH = (
+    f"The certificate on {HOST} is not the one pinned in ews.fingerprint, so the "
+    "audit did not send the password to it."
+)
+UNTRUSTED = {"verified": False, "issuer_in_store": False, "last_issuer_sent": True}
+
+
+@pytest.mark.parametrize(
+    "facts, sentences",
+    [
+        # A matching pin: the untrusted chain is still a failure, and says so.
+        (
+            chain_facts(SELF_SIGNED, pinned=PIN, **UNTRUSTED),
+            [f"{SELF_SIGNED_SENTENCE} {rules.PINNED_NOTE}"],
+        ),
+        (chain_facts(pinned=PIN), []),
+        # Another certificate than the pinned one: its own failure, beside the chain's.
+        (chain_facts(pinned=OTHER_PIN), [MISMATCH]),
+        (
+            chain_facts(SELF_SIGNED, pinned=OTHER_PIN, **UNTRUSTED),
+            [MISMATCH, SELF_SIGNED_SENTENCE],
+        ),
+    ],
+)
+def test_a_pinned_certificate(facts, sentences):
+    findings = rules.chains_to_public_root(facts)
+    assert [f.sentence for f in findings] == sentences
+    assert all(f.severity == Severity.FAIL for f in findings)
+
+
+def test_a_pin_mismatch_names_both_fingerprints_and_the_fix():
+    [finding] = rules.chains_to_public_root(chain_facts(pinned=OTHER_PIN))
+    assert finding.evidence == (
+        f"presented: SHA-256 {':'.join(['AB'] * 32)} (CN={HOST}, issued by CN=Lab "
+        "Public Issuing CA 1, valid to 2027-09-30)",
+        f"pinned: SHA-256 {':'.join(['0F'] * 32)}",
+    )
+    assert finding.fix == "certificate_pin_mismatch"
+    assert finding.values == {"host": HOST, "presented": ":".join(["AB"] * 32)}
+    commands = render(finding).commands
+    assert f"# '{HOST}' presents the certificate with SHA-256 'AB:AB:" in commands
+    assert "Get-ChildItem Cert:\\LocalMachine\\My" in commands
 
 
 @pytest.mark.parametrize(

@@ -122,6 +122,10 @@ def test_missing_url_and_username():
         ),
         ("[ews\nurl = 1", "not valid TOML"),
         ("organisation = 3\n", "organisation = 3; expected the organisation's name"),
+        (
+            "[ews]\nfingerprint = 12\n",
+            "ews.fingerprint = 12; expected the SHA-256 fingerprint of the EWS",
+        ),
     ],
 )
 def test_tenant_file_mistakes(tmp_path, text, message):
@@ -406,3 +410,79 @@ def test_directory_mistakes(values, message):
     with pytest.raises(SettingsError) as caught:
         build(values, env={**ENV, "EWSREADY_SHELL_PASSWORD": "shell-pw"})
     assert message in str(caught.value)
+
+
+PIN = "AB" * 32
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sha256:" + ":".join(["ab"] * 32),
+        "SHA256:" + PIN,
+        PIN.lower(),
+        "SHA-256: " + " ".join(["Ab"] * 32),
+    ],
+)
+def test_fingerprint_forms(text):
+    assert build({"ews.fingerprint": text}).ews_fingerprint == PIN
+
+
+def test_no_fingerprint_unless_given():
+    assert build().ews_fingerprint is None
+
+
+EXPECTED = "expected 'sha256:' and 32 hex pairs, e.g. 'sha256:AB:CD:...:EF'"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", f"ews.fingerprint = '' is not a SHA-256 fingerprint; {EXPECTED}"),
+        (
+            "sha256:" + "AB" * 31,
+            f"ews.fingerprint = 'sha256:{'AB' * 31}' is not a SHA-256 fingerprint",
+        ),
+        (
+            "sha256:" + "GG" * 32,
+            f"ews.fingerprint = 'sha256:{'GG' * 32}' is not a SHA-256 fingerprint",
+        ),
+        (
+            "CD" * 20,
+            f"ews.fingerprint = '{'CD' * 20}' looks like the SHA-1 thumbprint "
+            "Get-ExchangeCertificate shows; the pin is the certificate's SHA-256: "
+            + EXPECTED,
+        ),
+        (
+            "sha1:" + "CD" * 20,
+            f"ews.fingerprint = 'sha1:{'CD' * 20}': SHA-1 fingerprints are not "
+            "accepted, only SHA-256",
+        ),
+        ("sha256:AB\nCD", "ews.fingerprint: 'sha256:AB\\nCD' holds the control"),
+    ],
+)
+def test_malformed_fingerprints_name_the_setting(text, message):
+    with pytest.raises(SettingsError) as caught:
+        build({"ews.fingerprint": text})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_malformed_fingerprint_stops_the_audit_in_one_line(tmp_path):
+    from tests.audits import run_audit
+
+    tenant = tmp_path / "tenant.toml"
+    tenant.write_text(
+        f'[ews]\nurl = "{URL}"\nfingerprint = "sha256:12:34"\n'
+        '[service_account]\nusername = "svc@contoso.example"\n',
+        encoding="utf-8",
+    )
+    run = run_audit(tmp_path, f"--tenant={tenant}", env=ENV)
+
+    assert run.returncode == 4
+    assert (
+        f"{tenant}: ews.fingerprint = 'sha256:12:34' is not a SHA-256 fingerprint; "
+        f"{EXPECTED}"
+    ) in run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert run.run_dir is None  # nothing was audited

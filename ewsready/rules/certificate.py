@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import replace
 
 from ewsready.facts import Blocked, CertificateFacts, CertificateInfo
 from ewsready.findings import Finding, Severity
@@ -94,9 +95,61 @@ def _wrong_name(facts: CertificateFacts) -> bool:
     )
 
 
+PINNED_NOTE = "The signed-in checks ran on the certificate pinned in ews.fingerprint."
+
+
+def fingerprint_text(sha256: str) -> str:
+    """'AB:CD:...', as certificate viewers and the ews.fingerprint setting show it."""
+    return ":".join(sha256[i : i + 2] for i in range(0, len(sha256), 2)).upper()
+
+
 def chains_to_public_root(facts: Facts) -> Result:
+    """A chain to a public root; and, when ews.fingerprint pins a certificate, that
+    it is the one presented (the untrusted chain is still reported: the calendar
+    service does not know the pin)."""
     if isinstance(facts, Blocked):
         return from_blocked(facts)
+    findings = _pin_mismatch(facts) + _public_root(facts)
+    if facts.pin_matches:
+        findings = [
+            (
+                replace(f, sentence=f"{f.sentence} {PINNED_NOTE}")
+                if f.severity != Severity.BLOCKED
+                else f
+            )
+            for f in findings
+        ]
+    return findings
+
+
+def _pin_mismatch(facts: CertificateFacts) -> Result:
+    if facts.pin_matches is not False:
+        return []
+    leaf = facts.leaf
+    assert facts.pinned is not None
+    presented = (
+        f"presented: SHA-256 {fingerprint_text(leaf.sha256)} ({leaf.subject}, issued "
+        f"by {leaf.issuer}, valid to {leaf.not_after:%Y-%m-%d})"
+        if leaf is not None
+        else "presented: no certificate"
+    )
+    return [
+        Finding(
+            Severity.FAIL,
+            f"The certificate on {facts.host} is not the one pinned in "
+            "ews.fingerprint, so the audit did not send the password to it.",
+            evidence=(presented, f"pinned: SHA-256 {fingerprint_text(facts.pinned)}"),
+            fix="certificate_pin_mismatch",
+            values={
+                "host": facts.host,
+                "presented": fingerprint_text(leaf.sha256) if leaf else "none",
+            },
+            subjects=(facts.host,),
+        )
+    ]
+
+
+def _public_root(facts: CertificateFacts) -> Result:
     leaf = facts.leaf
     if facts.verified or leaf is None:
         return []
