@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-# The real Exchange 2016 export, in the copy of shared/ that sits beside the clone.
-REAL_EXPORTS = PROJECT.parent / "shared" / "real-world" / "exchange-clixml"
+# A real Exchange 2016 export (microsoft/CSS-Exchange, MIT; see its README).
+REAL_EXPORTS = PROJECT / "tests" / "data" / "exchange-clixml"
 CLIXML_HEADER = (
     '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
 )

@@ -34,8 +34,7 @@ def real():
 
     if not (REAL_EXPORTS / "GetExchangeServer.xml").is_file():
         pytest.fail(
-            f"the real Exchange exports are missing: expected {REAL_EXPORTS} (a copy "
-            "of shared/ beside the clone)",
+            f"the real Exchange exports are missing: expected {REAL_EXPORTS}",
             pytrace=False,
         )
     return REAL_EXPORTS

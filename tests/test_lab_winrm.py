@@ -42,7 +42,7 @@ from lab.winrm import (
     ShellService,
 )
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real-world" / "exchange-clixml"
+REAL = Path(__file__).resolve().parent / "data" / "exchange-clixml"
 SERVICE = "svc-calendar@contoso.example"
 CONFIGURATION = {"PowerShell": "Microsoft.Exchange", "wsman": "Microsoft.PowerShell"}
 LOCALIZED = "dieter.braun@contoso.example"  # his calendar is "Kalender"
