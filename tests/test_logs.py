@@ -45,3 +45,18 @@ def test_secret_never_shows_itself():
         import pickle
 
         pickle.dumps(secret)
+
+
+def test_a_shell_session_masks_its_own_password(caplog):
+    from ewsready.probes.shell import LiveShell, ShellTarget
+
+    LiveShell(
+        ShellTarget(
+            "https://ex01.contoso.local/PowerShell",
+            "reader@contoso.example",
+            Secret("shell-canary-9d1"),
+        )
+    )
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("pypsrp.test").debug("sent password shell-canary-9d1")
+    assert "shell-canary-9d1" not in caplog.text

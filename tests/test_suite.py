@@ -120,19 +120,22 @@ def test_markers_select_checks(tmp_path):
 
 
 def test_canary_password_appears_in_no_output(tmp_path):
-    canary = "canary-Pw-7f3e9d"
+    canary, shell_canary = "canary-Pw-7f3e9d", "canary-Shell-41c2aa"
     run = run_audit(
         tmp_path,
         "--lab",
         "--log-level=DEBUG",
         "-l",
         "-rA",
-        env={"EWSREADY_PASSWORD": canary},
+        env={"EWSREADY_PASSWORD": canary, "EWSREADY_SHELL_PASSWORD": shell_canary},
     )
     assert run.returncode == 1
     assert run.document["checks"], "the audit ran"
     basic = base64.b64encode(f"svc-calendar@contoso.example:{canary}".encode()).decode()
-    for secret in (canary, basic):
+    # The shell and the domain controller are signed in to with the lab's admin.
+    admin = "audit-reader@contoso.example"
+    shell_basic = base64.b64encode(f"{admin}:{shell_canary}".encode()).decode()
+    for secret in (canary, basic, shell_canary, shell_basic):
         assert secret not in run.stdout + run.stderr
         for path in (tmp_path / "reports").rglob("*"):
             if path.is_file():

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from ewsready import logs
 from ewsready.clixml import decode_string
 from ewsready.psobjects import (
     ErrorRecord,
@@ -209,6 +210,8 @@ class LiveShell:
                 "Basic authentication to the shell is used only over https"
             )
         self.target = target
+        # The shell's account is as secret as the service account's.
+        logs.register(target.password, target.username)
         self.description = f"PowerShell at {target.url} as {target.username}"
         self._pool: Any = None
         self._wsman: Any = None
