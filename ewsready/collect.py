@@ -44,6 +44,7 @@ from ewsready.psobjects import (
 )
 from ewsready.rules.certificate import weaknesses
 from ewsready.rules.ews_url import answer_kind, ews_url_for, kind_of_path
+from ewsready.rules.logon import fix_for_server_fault
 from ewsready.rules.reachability import unreachable
 from ewsready.settings import Settings
 from ewsready.transport import ROUTES, Route
@@ -72,6 +73,8 @@ class Collector:
         self.store_name = store_name or "Mozilla (certifi)"
         self.progress = progress
         self.counter = ews.RequestCounter()
+        self.busy = ews.BusyBudget(settings.busy_budget)
+        self.breaker = ews.Breaker()
         self._lock = threading.RLock()
         self._chains: dict[str, tuple[list[bytes], str | None]] = {}
         self._version: Version | None = None
@@ -226,6 +229,10 @@ class Collector:
         timeout = self.settings.read_timeout
         session = http.anonymous_session()
         answer = http.probe(given, timeout, session)
+        if answer.error:
+            # No answer to judge: nothing suggests another URL, and the signed-in
+            # checks try the given one (their own failure then says what happened).
+            return UrlFacts(given, answer)
         if (
             kind_of_path(given) is None
             and answer_kind(answer) is None
@@ -284,7 +291,13 @@ class Collector:
     def _target(self, url: str) -> ews.EwsTarget:
         s = self.settings
         return ews.EwsTarget(
-            url, s.username, s.password, s.read_timeout, s.workers, s.busy_budget
+            url,
+            s.username,
+            s.password,
+            s.read_timeout,
+            s.workers,
+            self.busy,
+            self.breaker,
         )
 
     @_once
@@ -310,6 +323,10 @@ class Collector:
         if isinstance(logon, Blocked):
             return logon
         if not logon.ok:
+            if fix_for_server_fault(logon.error_code or "") and logon.error:
+                return Blocked(
+                    f"{logon.username} could not sign in: {logon.error}", "logon"
+                )
             return Blocked(
                 f"{logon.username} could not sign in ({logon.error_code})", "logon"
             )
@@ -368,6 +385,7 @@ class Collector:
             facts.busy_waits,
             facts.error,
             tuple(unresolved),
+            facts.url,
         )
 
     # --- Exchange's own configuration ------------------------------------------------

@@ -190,6 +190,7 @@ class MailboxAccessFacts:
     busy_waits: int = 0
     error: str | None = None
     unresolved: tuple[str, ...] = ()  # invited addresses no mailbox has; not read
+    url: str = ""  # the EWS URL read from
 
 
 @dataclass(frozen=True)

@@ -187,3 +187,60 @@ def test_addresses_without_a_mailbox_are_not_passed_silently():
         "Blocked by invited_address: nobody@c.example was not read, as no mailbox has "
         "that address"
     )
+
+
+SILENT = (
+    "EWS at https://mail.c.example/EWS/Exchange.asmx accepted the connection but "
+    "sent no answer within 2 s"
+)
+
+
+def test_a_server_fault_is_named_not_blamed_on_the_account():
+    facts = MailboxAccessFacts(
+        "impersonation",
+        (
+            denied("a@c.example", "NoAnswer", message=SILENT),
+            denied(
+                "b@c.example",
+                "NoAnswer",
+                message=SILENT + " (this request was not sent)",
+            ),
+            ok("c@c.example"),
+        ),
+        requests=3,
+        url="https://mail.c.example/EWS/Exchange.asmx",
+    )
+    [finding] = rules.every_calendar_readable(facts, UPN)
+    assert finding.fix == "ews_answer_unusable"
+    assert finding.sentence == (
+        f"2 calendars of 3 could not be read impersonating because {SILENT}: "
+        "a@c.example and b@c.example."
+    )
+    assert finding.values["url"] == "https://mail.c.example/EWS/Exchange.asmx"
+    assert finding.values["host"] == "mail.c.example"
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        ("ServiceUnavailable", "service_unavailable"),
+        ("ErrorServerBusy", "server_busy"),
+        ("MalformedXml", "ews_answer_unusable"),
+        ("ErrorItemNotFound", "mailbox_read_failed"),
+    ],
+)
+def test_server_faults_get_their_own_fix(code, fix):
+    facts = access("impersonation", denied("a@c.example", code, message="EWS at u x"))
+    [finding] = rules.every_calendar_readable(facts, UPN)
+    assert finding.fix == fix
+
+
+def test_unresolved_addresses_say_why_when_the_server_failed():
+    facts = AddressFacts(
+        (AddressResolution("a@c.example", False, code="NoAnswer", message=SILENT),)
+    )
+    [finding] = rules.invited_addresses_are_primary(facts)
+    assert finding.severity == Severity.UNKNOWN
+    assert finding.sentence == (
+        f"1 invited address could not be resolved because {SILENT}: a@c.example."
+    )

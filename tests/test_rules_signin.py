@@ -60,6 +60,34 @@ def test_basic_unknown_when_no_challenge():
         ),
         (
             LogonFacts(
+                EWS,
+                "svc@contoso.example",
+                False,
+                None,
+                "NoAnswer",
+                f"EWS at {EWS} accepted the connection but sent no answer within 2 s",
+            ),
+            "ews_answer_unusable",
+            "The sign-in of svc@contoso.example did not complete: EWS at "
+            f"{EWS} accepted the connection but sent no answer within 2 s.",
+        ),
+        (
+            LogonFacts(
+                EWS,
+                "svc@contoso.example",
+                False,
+                None,
+                "ServiceUnavailable",
+                f"EWS at {EWS} kept answering HTTP 503 Service Unavailable beyond the "
+                "busy budget of 60 s (it last asked for a back-off of 10 s)",
+            ),
+            "service_unavailable",
+            "The sign-in of svc@contoso.example did not complete: EWS at "
+            f"{EWS} kept answering HTTP 503 Service Unavailable beyond the busy budget "
+            "of 60 s (it last asked for a back-off of 10 s).",
+        ),
+        (
+            LogonFacts(
                 EWS, "svc@contoso.example", False, None, "TransportError", "reset"
             ),
             "logon_failed",

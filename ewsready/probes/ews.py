@@ -5,6 +5,12 @@ version is pinned after logon so that no later request guesses it again; calenda
 addressed directly by DistinguishedFolderId with the target mailbox, because a
 calendar-only delegate is refused the mailbox root. Impersonation reads one mailbox per
 request on a bounded pool; delegate reads go out as GetFolder batches.
+
+Every request goes through ewsready.probes.ews_answers.EwsAdapter (a deadline and a
+size cap on each answer, SOAP screened before exchangelib parses it). A busy answer
+(ErrorServerBusy, HTTP 503) is waited out for the back-off the server asks, out of one
+BusyBudget that the whole run shares; a failure of any other kind is reported as what
+the server did ("EWS at URL accepted the connection but sent no answer within 2 s").
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from exchangelib import (
     Account,
     Configuration,
     Credentials,
-    FailFast,
 )
 from exchangelib import errors as ews_errors
 from exchangelib.folders import Calendar, FolderCollection
@@ -44,13 +49,99 @@ from ewsready.facts import (
     MailboxAccessFacts,
     MailboxRead,
 )
+from ewsready.probes.ews_answers import (
+    AuditRetryPolicy,
+    EwsAdapter,
+    ServiceUnavailable,
+    busy_signal,
+    diagnose,
+)
 from ewsready.secret import Secret
-from ewsready.transport import install_for_exchangelib
+from ewsready.transport import install_for_exchangelib, seconds_text
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BATCH = 100  # exchangelib's GetFolder chunk; one request per this many calendars
+
+
+class BusyBudget:
+    """The wall-clock time a run may spend waiting on a busy server, shared by every
+    probe and thread: waits that overlap count once, so the total stays bounded
+    whatever the number of mailboxes and workers."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.spent = 0.0
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, wait: float) -> bool:
+        """Take `wait` seconds from now, if what is left of the budget allows it."""
+        with self._lock:
+            now = time.monotonic()
+            end = now + wait
+            added = max(0.0, end - max(now, self._until))
+            if self.spent + added > self.seconds:
+                return False
+            self.spent += added
+            self._until = max(self._until, end)
+            return True
+
+
+class StillBusy(Exception):
+    """The server kept answering busy until the busy budget was spent."""
+
+    def __init__(self, code: str, what: str) -> None:
+        super().__init__(what)
+        self.code = code
+        self.what = what
+
+
+class Breaker:
+    """Stops sending once the server has failed this many requests in a row on the
+    wire (no answer, a cut connection, an unusable answer): against a black hole every
+    request would wait out its own timeout, and a run over a thousand mailboxes would
+    take hours. Any request that gets an answer closes it again."""
+
+    THRESHOLD = 3
+
+    def __init__(self) -> None:
+        self._failures = 0
+        self._last: tuple[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Raise NotSent when the breaker is open."""
+        with self._lock:
+            if self._failures < self.THRESHOLD or self._last is None:
+                return
+            code, message = self._last
+            failures = self._failures
+        raise NotSent(
+            code,
+            f"{message} (this request was not sent: the {failures} before it had "
+            "failed that way in a row)",
+        )
+
+    def failed(self, code: str, message: str) -> None:
+        with self._lock:
+            self._failures += 1
+            self._last = (code, message)
+
+    def answered(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._last = None
+
+
+class NotSent(Exception):
+    """A request the breaker held back; code and message are the failure before it."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -60,7 +151,8 @@ class EwsTarget:
     password: Secret
     timeout: float
     workers: int
-    busy_budget: float
+    busy: BusyBudget
+    breaker: Breaker
 
 
 class RequestCounter:
@@ -81,13 +173,13 @@ class RequestCounter:
 
 
 def _configuration(target: EwsTarget, version: Version | None) -> Configuration:
-    install_for_exchangelib()
+    install_for_exchangelib(EwsAdapter)
     return Configuration(
         service_endpoint=target.url,
         credentials=Credentials(target.username, target.password.reveal()),
         auth_type=BASIC,
         version=version,
-        retry_policy=FailFast(),
+        retry_policy=AuditRetryPolicy(),
         max_connections=target.workers,
     )
 
@@ -113,27 +205,70 @@ def forget_protocols() -> None:
     CachingProtocol.clear_cache()
 
 
-def with_back_off(
-    call: Callable[[], T], budget: float, counter: RequestCounter, what: str
-) -> T:
-    """Run call; on ErrorServerBusy wait the server's back-off, within a total budget.
+DEFAULT_BACK_OFF = 2.0  # seconds, when a busy answer names no back-off
 
-    An interrupted run (ewsready.stop) ends the wait at once with the busy error.
-    """
-    deadline = time.monotonic() + budget
+
+def with_back_off(
+    call: Callable[[], T], target: EwsTarget, counter: RequestCounter, what: str
+) -> T:
+    """Run call; on a busy answer wait the server's back-off, out of the run's budget.
+
+    Raises StillBusy when the budget cannot cover the next wait, and NotSent without
+    calling when the target's breaker is open. An interrupted run (ewsready.stop) ends
+    the wait at once with the busy error."""
     while True:
+        target.breaker.check()
         counter.add()
         try:
-            return call()
-        except ews_errors.ErrorServerBusy as exc:
-            wait = exc.back_off if exc.back_off is not None else 1.0
-            if time.monotonic() + wait > deadline or stop.requested():
+            result = call()
+        except Exception as exc:
+            signal = busy_signal(exc)
+            if signal is None:
+                wire = diagnose(exc)
+                if wire is not None:
+                    target.breaker.failed(wire[0], f"EWS at {target.url} {wire[1]}")
                 raise
+            target.breaker.answered()
+            wait = signal.back_off if signal.back_off is not None else DEFAULT_BACK_OFF
+            if stop.requested():
+                raise
+            if not target.busy.reserve(wait):
+                raise _still_busy(signal, wait, target.busy) from exc
             log.debug("%s: server busy, backing off %.3f s", what, wait)
             counter.waited()
             if stop.sleep(wait):
                 log.debug("%s: back-off cut short, the run is stopping", what)
                 raise
+        else:
+            target.breaker.answered()
+            return result
+
+
+def _still_busy(signal: Exception, wait: float, busy: BusyBudget) -> StillBusy:
+    if isinstance(signal, ServiceUnavailable):
+        code, answer = "ServiceUnavailable", "HTTP 503 Service Unavailable"
+    else:
+        code, answer = "ErrorServerBusy", "ErrorServerBusy"
+    return StillBusy(
+        code,
+        f"kept answering {answer} beyond the busy budget of "
+        f"{seconds_text(busy.seconds)} (it last asked for a back-off of "
+        f"{seconds_text(wait)})",
+    )
+
+
+def _failure(exc: BaseException, url: str) -> tuple[str, str]:
+    """(code, message) for a failed request: what the server did when it is known,
+    else exchangelib's own error."""
+    if isinstance(exc, StillBusy):
+        return exc.code, f"EWS at {url} {exc.what}"
+    if isinstance(exc, NotSent):
+        return exc.code, exc.message
+    wire = diagnose(exc)
+    if wire is not None:
+        code, what = wire
+        return code, f"EWS at {url} {what}"
+    return _code(exc), _short(exc)
 
 
 def _code(exc: BaseException) -> str:
@@ -162,9 +297,7 @@ def probe_logon(
     started = time.monotonic()
     try:
         protocol = _protocol(config, target.timeout)
-        version = with_back_off(
-            lambda: protocol.version, target.busy_budget, counter, "logon"
-        )
+        version = with_back_off(lambda: protocol.version, target, counter, "logon")
     except ews_errors.UnauthorizedError as exc:
         log.debug("logon %s as %s: 401 (%s)", target.url, target.username, _short(exc))
         return (
@@ -175,10 +308,9 @@ def probe_logon(
         )
     except Exception as exc:  # noqa: BLE001 - every failure is a fact the check reports
         log.debug("logon %s failed: %r", target.url, exc, exc_info=True)
+        code, message = _failure(exc, target.url)
         return (
-            LogonFacts(
-                target.url, target.username, False, None, _code(exc), _short(exc)
-            ),
+            LogonFacts(target.url, target.username, False, None, code, message),
             None,
         )
     build = version.build
@@ -225,13 +357,14 @@ def _resolve_one(
     try:
         results = with_back_off(
             lambda: protocol.resolve_names([f"smtp:{address}"]),
-            target.busy_budget,
+            target,
             counter,
             f"resolve {address}",
         )
     except Exception as exc:  # noqa: BLE001
         log.debug("resolve %s failed: %r", address, exc)
-        return AddressResolution(address, False, code=_code(exc), message=_short(exc))
+        code, message = _failure(exc, target.url)
+        return AddressResolution(address, False, code=code, message=message)
     mailboxes = [r for r in results if isinstance(r, Mailbox)]
     errors = [r for r in results if isinstance(r, Exception)]
     if not mailboxes:
@@ -333,16 +466,15 @@ def _read_impersonated(
         .only("subject")
     )
     try:
-        with_back_off(
-            lambda: list(query[:1]), target.busy_budget, counter, f"read {primary}"
-        )
+        with_back_off(lambda: list(query[:1]), target, counter, f"read {primary}")
     except Exception as exc:  # noqa: BLE001
         log.debug("impersonated read %s: %r", primary, exc)
+        code, message = _failure(exc, target.url)
         return MailboxRead(
             invited,
             False,
-            _code(exc),
-            _short(exc),
+            code,
+            message,
             read_as=_alias(invited, primary),
             seconds=time.monotonic() - started,
         )
@@ -386,7 +518,7 @@ def _read_delegate_batch(
     try:
         results = with_back_off(
             lambda: list(collection.get_folders(additional_fields=set(fields))),
-            target.busy_budget,
+            target,
             counter,
             f"read {len(pairs)} calendars",
         )
@@ -394,12 +526,13 @@ def _read_delegate_batch(
         Exception
     ) as exc:  # noqa: BLE001 - a batch-wide fault applies to each mailbox
         log.debug("delegate batch of %d failed: %r", len(pairs), exc)
+        code, message = _failure(exc, target.url)
         return [
             MailboxRead(
                 invited,
                 False,
-                _code(exc),
-                _short(exc),
+                code,
+                message,
                 read_as=_alias(invited, primary),
             )
             for invited, primary in pairs
@@ -476,14 +609,16 @@ def probe_mailboxes(
             progress,
         )
         return MailboxAccessFacts(
-            access, tuple(reads), counter.count, counter.busy_waits
+            access, tuple(reads), counter.count, counter.busy_waits, url=target.url
         )
 
     batches = [list(pairs[i : i + BATCH]) for i in range(0, len(pairs), BATCH)]
     reads = []
     for batch_reads in _pooled_batches(config, batches, target, counter, progress):
         reads.extend(batch_reads)
-    return MailboxAccessFacts(access, tuple(reads), counter.count, counter.busy_waits)
+    return MailboxAccessFacts(
+        access, tuple(reads), counter.count, counter.busy_waits, url=target.url
+    )
 
 
 def _pooled_batches(

@@ -7,9 +7,10 @@ import re
 import time
 
 import requests
+import urllib3
 
 from ewsready.facts import HttpAnswer
-from ewsready.transport import PinnedAdapter
+from ewsready.transport import LimitedAdapter, answer_fault
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +19,17 @@ TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 PASSWORD_INPUT = re.compile(rb"<input[^>]+type=[\"']?password", re.IGNORECASE)
 
 
-class UnverifiedAdapter(PinnedAdapter):
+class UnverifiedAdapter(LimitedAdapter):
     """Pinned addresses, no certificate check: only for requests without credentials.
+    Answers arrive within the read timeout and are read no further than MAX_BODY.
 
     A pinned certificate fingerprint is not asserted either: these requests see the
     endpoint as the calendar service does, whatever certificate it presents.
     """
 
-    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+    max_answer = MAX_BODY * 4  # the status line and headers count too
+
+    def send_unlimited(self, request, **kwargs):  # type: ignore[no-untyped-def]
         if "Authorization" in request.headers:
             raise ValueError("credentials must not go over an unverified connection")
         kwargs["verify"] = False
@@ -61,8 +65,6 @@ def probe(
     url: str, timeout: float, session: requests.Session | None = None
 ) -> HttpAnswer:
     """GET url without credentials and without following redirects."""
-    import urllib3
-
     session = session or anonymous_session()
     started = time.monotonic()
     try:
@@ -73,9 +75,11 @@ def probe(
             response = session.get(
                 url, allow_redirects=False, timeout=timeout, stream=True
             )
-            body = response.raw.read(MAX_BODY, decode_content=True) or b""
-            response.close()
-    except requests.RequestException as exc:
+            try:
+                body = response.raw.read(MAX_BODY, decode_content=True) or b""
+            finally:
+                response.close()
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         log.debug(
             "GET %s failed after %.3f s: %s", url, time.monotonic() - started, exc
         )
@@ -110,7 +114,10 @@ def probe(
     )
 
 
-def _reason(exc: requests.RequestException) -> str:
+def _reason(exc: BaseException) -> str:
+    fault = answer_fault(exc)
+    if fault is not None:
+        return fault.what
     if isinstance(exc, requests.Timeout):
         return "no answer within the timeout"
     if isinstance(exc, requests.exceptions.SSLError):

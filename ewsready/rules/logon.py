@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlsplit
 
 from ewsready.facts import Blocked, LogonFacts
 from ewsready.findings import Finding, Severity
 from ewsready.rules import Result, from_blocked
 from ewsready.rules.password import Directory, refusal_cause
+
+# Codes the EWS probe gives when the server, not the account, failed the request; the
+# fact's error then says what the server did ("EWS at URL sent no answer within 2 s").
+WIRE_CODES = frozenset(
+    {
+        "NoAnswer",
+        "AnswerTooSlow",
+        "ConnectionReset",
+        "NoConnection",
+        "AnswerTooLarge",
+        "NotSoap",
+        "EmptyAnswer",
+        "MalformedXml",
+        "DocumentType",
+    }
+)
+BUSY_CODES = frozenset({"ErrorServerBusy", "ServiceUnavailable"})
+
+
+def fix_for_server_fault(code: str) -> str | None:
+    """The catalogue entry for a failure of the server itself, or None."""
+    if code == "ErrorServerBusy":
+        return "server_busy"
+    if code == "ServiceUnavailable":
+        return "service_unavailable"
+    if code in WIRE_CODES:
+        return "ews_answer_unusable"
+    return None
+
+
+def fix_values(url: str, upn: str) -> dict[str, object]:
+    return {"url": url, "host": urlsplit(url).hostname or "", "upn": upn}
 
 
 def service_account_logs_on(
@@ -35,6 +68,21 @@ def service_account_logs_on(
                 fix=fix,
                 values={"upn": facts.username},
                 subjects=(facts.username,),
+            )
+        ]
+    server_fix = fix_for_server_fault(facts.error_code or "")
+    if server_fix is not None and facts.error:
+        return [
+            Finding(
+                Severity.FAIL,
+                f"The sign-in of {facts.username} did not complete: {facts.error}.",
+                evidence=(
+                    f"first signed-in EWS request (ConvertId) as {facts.username}: "
+                    f"{facts.error_code}",
+                ),
+                fix=server_fix,
+                values=fix_values(facts.url, facts.username),
+                subjects=(facts.url,),
             )
         ]
     if facts.error_code == "ErrorServerBusy":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from urllib.parse import urlsplit
 
 from ewsready.facts import AddressFacts, Blocked, MailboxAccessFacts, MailboxRead
 from ewsready.findings import Finding, Severity
 from ewsready.rules import Result, from_blocked, listing, plural
+from ewsready.rules.logon import fix_for_server_fault
 
 DETAILED_LIMIT = 25
 IMPERSONATION_SCOPE = "CalendarServiceMailboxes"
@@ -32,9 +34,7 @@ def _fix_for(code: str, access: str, count_all: bool) -> str:
         return "delegate_access_missing"
     if code == "ErrorNonExistentMailbox":
         return "mailbox_not_found"
-    if code == "ErrorServerBusy":
-        return "server_busy"
-    return "mailbox_read_failed"
+    return fix_for_server_fault(code) or "mailbox_read_failed"
 
 
 def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Result:
@@ -114,12 +114,23 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
     for fix, reads in fixes.items():
         codes = sorted({r.code for r in reads})
         addresses = [r.read_as or r.address for r in reads]
+        if fix_for_server_fault(reads[0].code) and reads[0].message:
+            # The server failed the requests; the account's rights are not in question.
+            sentence = (
+                f"{plural(len(reads), 'calendar')} of {total} could not be read "
+                f"{mode} because {reads[0].message}: "
+                f"{listing(r.address for r in reads)}."
+            )
+        else:
+            sentence = (
+                f"The service account {upn} cannot use "
+                f"{plural(len(reads), 'calendar')} of {total} {mode} "
+                f"({', '.join(codes)}): {listing(r.address for r in reads)}."
+            )
         findings.append(
             Finding(
                 Severity.FAIL,
-                f"The service account {upn} cannot use "
-                f"{plural(len(reads), 'calendar')} of {total} {mode} "
-                f"({', '.join(codes)}): {listing(r.address for r in reads)}.",
+                sentence,
                 evidence=tuple(_describe(r) for r in reads[:200])
                 + ((f"... and {len(reads) - 200} more",) if len(reads) > 200 else ()),
                 fix=fix,
@@ -128,6 +139,8 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
                     "mailboxes": addresses,
                     "scope": IMPERSONATION_SCOPE,
                     "assignment": IMPERSONATION_ASSIGNMENT,
+                    "url": facts.url,
+                    "host": urlsplit(facts.url).hostname or "",
                 },
                 subjects=tuple(r.address for r in reads),
             )
@@ -160,11 +173,17 @@ def invited_addresses_are_primary(facts: AddressFacts | Blocked) -> Result:
     ]
     unresolved = [r for r in facts.resolutions if not r.found and r not in missing]
     if unresolved:
+        first = unresolved[0]
+        because = (
+            f" because {first.message}"
+            if fix_for_server_fault(first.code) and first.message
+            else ""
+        )
         findings.append(
             Finding(
                 Severity.UNKNOWN,
                 f"{plural(len(unresolved), 'invited address', 'invited addresses')} could "
-                f"not be resolved: {listing(r.invited for r in unresolved)}.",
+                f"not be resolved{because}: {listing(r.invited for r in unresolved)}.",
                 evidence=tuple(
                     f"ResolveNames smtp:{r.invited}: {r.code} {r.message}".strip()
                     for r in unresolved
