@@ -12,6 +12,9 @@ Three layers, each replaceable on its own:
   (HTML instead of SOAP, oversized bodies) belong;
 - `_Handler._deliver` writes a `Reply` to the connection: the one place for transport
   knobs (latency, black hole, slow drip, reset);
+The scenario's `hostile` knob picks one such behaviour for signed-in EWS requests
+(lab/ews_hostile.py has the spoilt bodies); `Reply.hostile` carries it from the first
+layer to the second and `LabRequest.hostile` into the log.
 - `EwsServer` owns the listening socket, the TLS handshake (in the worker thread, so a
   client that stalls the handshake blocks nobody) and the open connections.
 Each request ends as one `LabRequest` handed to the `record` callback.
@@ -27,10 +30,13 @@ import base64
 import binascii
 import hmac
 import logging
+import math
 import re
+import select
 import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -41,7 +47,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Self
 from urllib.parse import parse_qs, quote, urlsplit
 
-from lab import ews_pages
+from lab import ews_hostile, ews_pages
+from lab.ews_hostile import TRANSPORT_BEHAVIOURS, LargeBody
 from lab.ews_operations import EwsFault, Organisation, named_mailboxes
 from lab.ews_soap import (
     MAX_REQUEST_BYTES,
@@ -62,6 +69,7 @@ EWS_PATH = "/EWS/Exchange.asmx"
 SHELL_PATHS = ("/powershell", "/wsman")  # casefolded, without a trailing slash
 HANDSHAKE_TIMEOUT = 10.0  # seconds a client gets to finish the TLS handshake
 IDLE_TIMEOUT = 30.0  # seconds a kept-alive connection may sit idle
+DRIP_INTERVAL = 1.0  # seconds between the bytes of a slow_drip answer
 
 _SOAP_TYPE = "text/xml; charset=utf-8"
 _HTML_TYPE = "text/html; charset=utf-8"
@@ -93,6 +101,7 @@ class LabRequest:
     user: str | None  # authenticated user; None when not authenticated
     status: int  # HTTP status sent
     response_code: str | None  # EWS ResponseCode or fault code sent
+    hostile: str | None = None  # the scenario's hostile behaviour, when applied
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,7 @@ class Reply:
     """What to send back, and what the log should say about it."""
 
     status: int
-    body: bytes = b""
+    body: bytes | LargeBody = b""
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     operation: str | None = None
@@ -117,6 +126,7 @@ class Reply:
     impersonated: str | None = None
     user: str | None = None
     response_code: str | None = None
+    hostile: str | None = None
 
 
 ShellHandler = Callable[[HttpRequest], Reply]
@@ -142,6 +152,7 @@ class EwsService:
         self._organisation = Organisation(scenario)
         self._busy_left = scenario.busy_first_calls
         self._busy_lock = threading.Lock()
+        self._signed_in_requests = 0
         self._schemes = {
             s.split()[0].casefold() for s in scenario.auth_schemes if s.strip()
         }
@@ -189,11 +200,15 @@ class EwsService:
             soap = None
 
         if user is None:
-            reply = self._unauthorized()
+            reply = self._anonymous(self._unauthorized())
         elif soap is None:
             reply = self._fault("ErrorSchemaValidation", "The request is not valid.")
         else:
             reply = self._operation(soap)
+        if user is not None:
+            behaviour = self._hostile_turn()
+            if behaviour:
+                reply = self._spoil(reply, behaviour)
 
         if soap is None:
             return replace(reply, user=user)
@@ -223,6 +238,71 @@ class EwsService:
             return self._fault(error.code, error.message, error.values)
         body = envelope(self._version, outcome.content)
         return Reply(200, body, _SOAP_TYPE, response_code=outcome.response_code)
+
+    def _anonymous(self, reply: Reply) -> Reply:
+        """An EWS answer to a request without credentials, spoilt when the scenario
+        says hostile_anonymous (a transport behaviour, so the body stays)."""
+        if self.scenario.hostile_anonymous and self.scenario.hostile:
+            return replace(reply, hostile=self.scenario.hostile)
+        return reply
+
+    def _hostile_turn(self) -> str | None:
+        """The hostile behaviour for this signed-in request, if it is in the window."""
+        scenario = self.scenario
+        if not scenario.hostile:
+            return None
+        with self._busy_lock:
+            self._signed_in_requests += 1
+            turn = self._signed_in_requests
+        if turn <= scenario.hostile_after:
+            return None
+        if (
+            scenario.hostile_requests
+            and turn > scenario.hostile_after + scenario.hostile_requests
+        ):
+            return None
+        return scenario.hostile
+
+    def _spoil(self, reply: Reply, behaviour: str) -> Reply:
+        """The answer as the hostile front end sends it."""
+        reply = replace(reply, hostile=behaviour)
+        if behaviour in TRANSPORT_BEHAVIOURS:
+            return reply  # _deliver applies it
+        if behaviour == "http_503":
+            seconds = max(1, math.ceil(self.scenario.busy_back_off_ms / 1000))
+            return replace(
+                reply,
+                status=503,
+                body=ews_hostile.unavailable_page(),
+                content_type=_HTML_TYPE,
+                headers=(("Retry-After", str(seconds)),),
+                response_code=None,
+            )
+        if behaviour == "html_page":
+            return replace(
+                reply,
+                status=500,
+                body=ews_hostile.error_page(),
+                content_type=_HTML_TYPE,
+                response_code=None,
+            )
+        if behaviour == "empty_body":
+            return replace(reply, status=200, body=b"", response_code=None)
+        assert isinstance(reply.body, bytes)
+        if behaviour == "invalid_xml":
+            body: bytes | LargeBody = ews_hostile.cut_off(reply.body)
+        elif behaviour == "huge_body":
+            size = self.scenario.hostile_body_mb * 1024 * 1024
+            body = ews_hostile.padded(reply.body, size)
+        elif behaviour == "entity_expansion":
+            body = ews_hostile.with_entity_bomb(reply.body)
+        elif behaviour == "external_entity":
+            body = ews_hostile.with_external_entities(
+                reply.body, self.scenario.hostile_entity_url
+            )
+        else:
+            raise ValueError(f"unknown hostile behaviour {behaviour!r}")
+        return replace(reply, body=body)
 
     def _take_busy_slot(self) -> bool:
         with self._busy_lock:
@@ -314,7 +394,7 @@ class EwsService:
     def _service_page(self, request: HttpRequest) -> Reply:
         user = self._authenticate(request)
         if user is None:
-            return self._unauthorized()
+            return self._anonymous(self._unauthorized())
         page = ews_pages.ews_service_page(self.base_url + "/EWS/Services.wsdl")
         return replace(_html(200, page), user=user)
 
@@ -424,6 +504,7 @@ class _Handler(BaseHTTPRequestHandler):
                 user=reply.user,
                 status=reply.status,
                 response_code=reply.response_code,
+                hostile=reply.hostile,
             )
         )
         self._deliver(reply)
@@ -484,6 +565,9 @@ class _Handler(BaseHTTPRequestHandler):
         framing was broken says `Connection: close`: exchangelib reads that header
         on an error answer as a busy server.
         """
+        if reply.hostile == "black_hole":
+            self._hold()
+            return
         self.send_response(reply.status)
         self.send_header("X-Powered-By", "ASP.NET")
         if reply.content_type:
@@ -495,8 +579,68 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers_buffer.append(b"\r\n")
         head = b"".join(self._headers_buffer)
         self._headers_buffer = []
-        self.wfile.write(head if self.command == "HEAD" else head + reply.body)
+        if self.command == "HEAD":
+            self.wfile.write(head)
+        elif isinstance(reply.body, LargeBody):
+            self._write_large(head, reply.body)
+        elif reply.hostile == "slow_drip":
+            self._drip(head + reply.body)
+        elif reply.hostile == "reset_mid_body":
+            self._reset(head + reply.body[: len(reply.body) // 2])
+        else:
+            self.wfile.write(head + reply.body)
         self.wfile.flush()
+
+    def _hold(self) -> None:
+        """Black hole: say nothing until the client or the lab gives up."""
+        self.close_connection = True
+        connection = self.connection
+        while not self.server.stopping.is_set():
+            readable, _, _ = select.select([connection], [], [], 0.2)
+            if not readable:
+                continue
+            try:
+                connection.settimeout(0.2)
+                if not connection.recv(4096):
+                    return  # the client closed the connection
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def _drip(self, data: bytes) -> None:
+        """Slow drip: one byte every DRIP_INTERVAL until done or the client leaves."""
+        self.close_connection = True
+        for index in range(len(data)):
+            if index and self.server.stopping.wait(DRIP_INTERVAL):
+                return
+            try:
+                self.wfile.write(data[index : index + 1])
+            except OSError:
+                return
+
+    def _reset(self, data: bytes) -> None:
+        """Send data, then a TCP reset: linger 0 makes close() send RST, not FIN."""
+        self.close_connection = True
+        try:
+            self.wfile.write(data)
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        except OSError:
+            return
+        self.connection.close()
+
+    def _write_large(self, head: bytes, body: LargeBody) -> None:
+        """A large body in chunks, until done or the client stops reading."""
+        try:
+            self.wfile.write(head)
+            for chunk in body.chunks():
+                if self.server.stopping.is_set():
+                    break
+                self.wfile.write(chunk)
+        except OSError:
+            self.close_connection = True
 
 
 class _TlsServer(socketserver.ThreadingTCPServer):
@@ -516,6 +660,7 @@ class _TlsServer(socketserver.ThreadingTCPServer):
     ) -> None:
         self.context = context
         self.record = record
+        self.stopping = threading.Event()  # ends hostile answers that would go on
         self._connections: set[ssl.SSLSocket] = set()
         self._connections_lock = threading.Lock()
         super().__init__((host, 0), _Handler)
@@ -618,6 +763,7 @@ class EwsServer:
         server, self._server = self._server, None
         if server is None:
             return
+        server.stopping.set()
         server.shutdown()
         server.server_close()
         server.close_connections()

@@ -40,6 +40,21 @@ CALENDAR_RIGHTS = (
     "Owner",
 )
 MAILBOX_KINDS = ("UserMailbox", "RoomMailbox", "SharedMailbox", "EquipmentMailbox")
+# What a hostile or broken EWS front end does to signed-in EWS requests (lab/ews.py).
+HOSTILE_BEHAVIOURS = (
+    "",  # nothing: EWS answers normally
+    "black_hole",  # finishes TLS, reads the request, never answers
+    "slow_drip",  # sends the answer one byte a second
+    "reset_mid_body",  # sends the headers and half the body, then a TCP reset
+    "html_page",  # an IIS/ASP.NET error page (HTTP 500, text/html) instead of SOAP
+    "empty_body",  # HTTP 200, text/xml, no body
+    "invalid_xml",  # HTTP 200, text/xml, a SOAP answer cut off mid-element
+    "huge_body",  # HTTP 200, text/xml, hostile_body_mb of padding inside the envelope
+    "entity_expansion",  # a SOAP answer whose DTD nests entities ("billion laughs")
+    "external_entity",  # a SOAP answer whose DTD names files and URLs as entities
+    "http_503",  # HTTP 503 Service Unavailable with Retry-After
+)
+TRANSPORT_HOSTILITY = ("black_hole", "slow_drip", "reset_mid_body")
 RECORD_TYPES = ("A", "AAAA", "CNAME", "SRV", "NXDOMAIN")
 
 
@@ -185,6 +200,10 @@ class AuditPlan:
     # The tenant file's shell.timeout: how long a PowerShell pipeline may go without
     # an answer (None: the audit's default).
     shell_timeout: float | None = None
+    # network.* settings for the run; hostile scenarios shorten them to stay fast.
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    busy_budget: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -209,6 +228,19 @@ class Scenario:
     impersonation_enabled: bool = True
     busy_first_calls: int = 0
     busy_back_off_ms: int = 2000
+    # One of HOSTILE_BEHAVIOURS for signed-in EWS requests (POST /EWS/Exchange.asmx):
+    # the first hostile_after are answered normally, then hostile_requests of them get
+    # the behaviour (0: every one from then on). Other paths are never affected.
+    hostile: str = ""
+    hostile_after: int = 0
+    hostile_requests: int = 0
+    hostile_body_mb: int = 50
+    # Also spoil the EWS URL's answers to requests without credentials (what the
+    # ews_url and basic_auth checks ask); transport behaviours only.
+    hostile_anonymous: bool = False
+    # external_entity: besides file:///etc/passwd, an entity and an external DTD with
+    # this URL (tests point it at a listener that must never be called).
+    hostile_entity_url: str = ""
     service_upn: str = "svc-calendar@contoso.example"
     reject_password: bool = False
     dns_records: tuple[DnsRecord, ...] = ()
@@ -347,6 +379,11 @@ def parse_scenario(data: dict, name: str) -> Scenario:
     _check_choice(
         scenario.winrm.fault_kind, WINRM_FAULT_KINDS, f"{where} winrm.fault_kind"
     )
+    _check_choice(scenario.hostile, HOSTILE_BEHAVIOURS, f"{where} hostile")
+    if scenario.hostile_anonymous and scenario.hostile not in TRANSPORT_HOSTILITY:
+        raise ScenarioError(
+            f"{where}: hostile_anonymous needs one of {', '.join(TRANSPORT_HOSTILITY)}"
+        )
     for record in records:
         _check_choice(record.type, RECORD_TYPES, f"{where} record {record.name}")
     for mailbox in mailboxes:
