@@ -178,11 +178,46 @@ def answer_fault(exc: BaseException) -> AnswerFault | None:
     return next((e for e in causes(exc) if isinstance(e, AnswerFault)), None)
 
 
+def diagnose(exc: BaseException) -> tuple[str, str] | None:
+    """(code, what the server did) for a failure on the wire, or None: an AnswerFault,
+    or the error that http.client, urllib3 or the socket raised, under whatever
+    wrapping requests and exchangelib added."""
+    chain = list(causes(exc))
+    for error in chain:
+        if isinstance(error, AnswerFault):
+            return error.code, error.what
+    for error in chain:
+        if isinstance(error, http.client.IncompleteRead):
+            # http.client keeps the bytes read, urllib3's subclass their number.
+            partial = error.partial
+            got = partial if isinstance(partial, int) else len(partial)
+            expected = error.expected
+            if expected:
+                what = f"cut the connection after {got} of the {got + expected} bytes"
+                return "ConnectionReset", what + " its answer announced"
+            return "ConnectionReset", f"cut the connection after {bytes_text(got)}"
+        if isinstance(error, http.client.RemoteDisconnected):
+            return "ConnectionReset", "closed the connection without answering"
+        if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
+            return "NoConnection", "did not accept a connection in time"
+        if isinstance(error, urllib3.exceptions.NewConnectionError):
+            return "NoConnection", "could not be connected to"
+        if isinstance(error, ConnectionResetError):
+            return "ConnectionReset", "reset the connection"
+        if isinstance(error, TimeoutError):
+            return "NoAnswer", "did not answer in time"
+    return None
+
+
 def seconds_text(seconds: float) -> str:
     """2 -> '2 s', 0.5 -> '0.5 s', 12.25 -> '12 s'."""
     if seconds >= 10:
         return f"{seconds:.0f} s"
     return f"{seconds:.1f}".rstrip("0").rstrip(".") + " s"
+
+
+def bytes_text(count: int) -> str:
+    return "1 byte" if count == 1 else f"{count} bytes"
 
 
 def size_text(size: int) -> str:
@@ -242,14 +277,16 @@ class _LimitedReader(io.RawIOBase):
             )
         return AnswerTooSlow(
             budget.url,
-            f"sent only {budget.received} bytes of its answer within {limit}, the time "
-            "allowed for a whole answer",
+            f"sent only {bytes_text(budget.received)} of its answer within {limit}, "
+            "the time allowed for a whole answer",
         )
 
     def _cut(self, what: str) -> ConnectionCut:
         received = self._budget.received
         where = (
-            f"after {received} bytes of its answer" if received else "before answering"
+            f"after {bytes_text(received)} of its answer"
+            if received
+            else "before answering"
         )
         return ConnectionCut(self._budget.url, f"{what} {where}")
 

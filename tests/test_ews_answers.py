@@ -21,12 +21,11 @@ from ewsready.probes.ews_answers import (
     ServiceUnavailable,
     busy_signal,
     declares_doctype,
-    diagnose,
     retry_after,
     screen_soap,
 )
 from ewsready.secret import Secret
-from ewsready.transport import NoAnswer, seconds_text, size_text
+from ewsready.transport import NoAnswer, diagnose, seconds_text, size_text
 
 SOAP = (
     b'<?xml version="1.0" encoding="utf-8"?>'
@@ -216,6 +215,10 @@ def test_diagnose_finds_the_fault_under_every_wrapper():
         (
             http.client.IncompleteRead(b"abc", None),
             ("ConnectionReset", "cut the connection after 3 bytes"),
+        ),
+        (
+            http.client.IncompleteRead(b"a", None),
+            ("ConnectionReset", "cut the connection after 1 byte"),
         ),
         (
             http.client.RemoteDisconnected("gone"),

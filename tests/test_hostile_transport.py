@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import socket
 import time
 import tracemalloc
@@ -149,6 +150,19 @@ def test_anonymous_probe_of_a_dripping_url_ends_and_says_why(lab_with):
     assert finding.sentence.startswith(
         f"{lab.url} could not be asked without credentials: sent only "
     )
+
+
+def test_anonymous_probe_of_a_url_that_cuts_its_answer_says_so(lab_with):
+    """The probe reads the body itself (streamed); a cut there is a fact too."""
+    lab, collector = lab_with(hostile="reset_mid_body", hostile_anonymous=True)
+
+    facts = collector.url()
+
+    assert re.fullmatch(
+        r"cut the connection after \d+ of the \d+ bytes its answer announced",
+        facts.given_answer.error,
+    ), facts.given_answer
+    assert facts.given_answer.status is None
 
 
 # --- a cap on the size of an answer ---------------------------------------------------

@@ -54,10 +54,9 @@ from ewsready.probes.ews_answers import (
     EwsAdapter,
     ServiceUnavailable,
     busy_signal,
-    diagnose,
 )
 from ewsready.secret import Secret
-from ewsready.transport import install_for_exchangelib, seconds_text
+from ewsready.transport import diagnose, install_for_exchangelib, seconds_text
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ SOAP envelope at the root. An answer that fails is refused with an `AnswerFault`
 naming what the server sent.
 
 exchangelib folds these faults, timeouts and resets into its own errors, sometimes
-relabelled as ErrorServerBusy; `diagnose` and `busy_signal` look through that chain so
-that only a real busy answer (an ErrorServerBusy fault, or HTTP 503) is waited out,
+relabelled as ErrorServerBusy; `busy_signal` (and ewsready.transport.diagnose) look
+through that chain so that only a real busy answer (an ErrorServerBusy fault, or HTTP 503) is waited out,
 and everything else is reported as what happened on the wire.
 """
 
@@ -137,10 +137,13 @@ def screen_soap(
             "allow; the answer was not parsed, so no entity in it was expanded or "
             "fetched",
         )
+    parser = strict_parser()
     try:
-        root = etree.fromstring(body, strict_parser())
+        root = etree.fromstring(body, parser)
     except etree.XMLSyntaxError as exc:
-        first = next(iter(exc.error_log), None)
+        # The parser's own log: the exception's may hold older errors of this thread,
+        # and its message names only libxml2's last complaint.
+        first = next(iter(parser.error_log), None)
         message = first.message if first is not None else str(exc)
         return "MalformedXml", f"answered with XML that is not well-formed ({message})"
     if root.getroottree().docinfo.internalDTD is not None:
@@ -225,32 +228,3 @@ def busy_signal(exc: BaseException) -> ErrorServerBusy | None:
     if any(_is_transport(e) for e in chain):
         return None
     return next((e for e in chain if isinstance(e, ErrorServerBusy)), None)
-
-
-def diagnose(exc: BaseException) -> tuple[str, str] | None:
-    """(code, what the server did) for a failure on the wire, or None."""
-    chain = list(causes(exc))
-    for error in chain:
-        if isinstance(error, AnswerFault):
-            return error.code, error.what
-    for error in chain:
-        if isinstance(error, http.client.IncompleteRead):
-            # http.client keeps the bytes read, urllib3's subclass their number.
-            partial = error.partial
-            got = partial if isinstance(partial, int) else len(partial)
-            expected = error.expected
-            if expected:
-                what = f"cut the connection after {got} of the {got + expected} bytes"
-                return "ConnectionReset", what + " its answer announced"
-            return "ConnectionReset", f"cut the connection after {got} bytes"
-        if isinstance(error, http.client.RemoteDisconnected):
-            return "ConnectionReset", "closed the connection without answering"
-        if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
-            return "NoConnection", "did not accept a connection in time"
-        if isinstance(error, urllib3.exceptions.NewConnectionError):
-            return "NoConnection", "could not be connected to"
-        if isinstance(error, ConnectionResetError):
-            return "ConnectionReset", "reset the connection"
-        if isinstance(error, TimeoutError):
-            return "NoAnswer", "did not answer in time"
-    return None

@@ -10,7 +10,7 @@ import requests
 import urllib3
 
 from ewsready.facts import HttpAnswer
-from ewsready.transport import LimitedAdapter, answer_fault
+from ewsready.transport import LimitedAdapter, diagnose
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,9 @@ def probe(
 
 
 def _reason(exc: BaseException) -> str:
-    fault = answer_fault(exc)
-    if fault is not None:
-        return fault.what
+    wire = diagnose(exc)
+    if wire is not None:
+        return wire[1]
     if isinstance(exc, requests.Timeout):
         return "no answer within the timeout"
     if isinstance(exc, requests.exceptions.SSLError):
