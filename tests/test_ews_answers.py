@@ -254,7 +254,7 @@ def test_breaker_opens_after_failures_in_a_row_and_closes_on_an_answer():
         breaker.check()
     assert held.value.code == "NoAnswer"
     assert held.value.message == (
-        "EWS at u sent nothing (this request was not sent: the 3 before it had "
+        "EWS at u sent nothing (this request was not sent: the last 3 requests had "
         "failed that way in a row)"
     )
     breaker.answered()

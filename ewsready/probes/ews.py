@@ -119,8 +119,8 @@ class Breaker:
             failures = self._failures
         raise NotSent(
             code,
-            f"{message} (this request was not sent: the {failures} before it had "
-            "failed that way in a row)",
+            f"{message} (this request was not sent: the last {failures} requests "
+            "had failed that way in a row)",
         )
 
     def failed(self, code: str, message: str) -> None:

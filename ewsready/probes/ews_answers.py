@@ -13,8 +13,8 @@ naming what the server sent.
 
 exchangelib folds these faults, timeouts and resets into its own errors, sometimes
 relabelled as ErrorServerBusy; `busy_signal` (and ewsready.transport.diagnose) look
-through that chain so that only a real busy answer (an ErrorServerBusy fault, or HTTP 503) is waited out,
-and everything else is reported as what happened on the wire.
+through that chain so that only a real busy answer (an ErrorServerBusy fault, or HTTP
+503) is waited out, and everything else is reported as what happened on the wire.
 """
 
 from __future__ import annotations
