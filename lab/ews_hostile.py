@@ -25,7 +25,7 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True)
 class LargeBody:
-    """head + `size - len(head) - len(tail)` filler bytes + tail, made on the way out."""
+    """head, then filler bytes up to `size` with the tail, made on the way out."""
 
     head: bytes
     tail: bytes

@@ -86,7 +86,7 @@ def signed_in_post(lab: Lab, adapter: requests.adapters.HTTPAdapter, **kwargs):
     )
 
 
-# --- a deadline for the whole answer ----------------------------------------------
+# --- a deadline for the whole answer --------------------------------------------------
 
 
 def test_slow_drip_is_cut_at_the_deadline_not_left_to_the_read_timeout(lab_with):
@@ -99,7 +99,7 @@ def test_slow_drip_is_cut_at_the_deadline_not_left_to_the_read_timeout(lab_with)
     elapsed = time.monotonic() - started
 
     # Each byte arrives well within 1.5 s, so only a deadline ends this.
-    assert 1.4 < elapsed < 4
+    assert 1.4 < elapsed < 6
     fault = answer_fault(raised.value)
     assert isinstance(fault, AnswerTooSlow)
     assert fault.what.startswith("sent only ")
@@ -130,7 +130,7 @@ def test_black_hole_is_no_answer_within_the_read_timeout(lab_with):
     with pytest.raises(requests.ConnectionError) as raised:
         signed_in_post(lab, LimitedAdapter(), timeout=1.0)
 
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5
     fault = answer_fault(raised.value)
     assert isinstance(fault, NoAnswer)
     assert fault.what == "accepted the connection but sent no answer within 1 s"
@@ -143,7 +143,7 @@ def test_anonymous_probe_of_a_dripping_url_ends_and_says_why(lab_with):
     facts = collector.url()
     elapsed = time.monotonic() - started
 
-    assert elapsed < 4
+    assert elapsed < 6
     assert facts.candidate is None  # no answer, so no other URL is proposed
     assert facts.given_answer.error.startswith("sent only ")
     [finding] = url_rules.answers_like_ews(facts)
@@ -207,7 +207,7 @@ def test_decompressed_size_is_capped_too():
         LimitedAdapter._read_body(response, budget)
 
 
-# --- busy servers -----------------------------------------------------------------------
+# --- busy servers ---------------------------------------------------------------------
 
 
 def test_a_passing_503_is_waited_out_for_its_retry_after(lab_with):
@@ -249,12 +249,12 @@ def test_busy_budget_is_one_for_the_whole_run_not_one_per_mailbox(lab_with):
 
     assert collector.busy.spent <= 1.0
     # Per-call budgets would wait 25 x 1 s / 4 workers; the shared one about 1 s.
-    assert elapsed < 4, elapsed
+    assert elapsed < 4.5, elapsed
     assert {r.code for r in addresses.resolutions} == {"ErrorServerBusy"}
     assert "beyond the busy budget of 1 s" in addresses.resolutions[-1].message
 
 
-# --- a server that has stopped answering ------------------------------------------------
+# --- a server that has stopped answering ----------------------------------------------
 
 
 def test_breaker_stops_sending_after_failures_in_a_row(lab_with):
@@ -282,14 +282,14 @@ def test_breaker_stops_sending_after_failures_in_a_row(lab_with):
     # Two waves of two requests trip the breaker; the other mailboxes are not sent,
     # instead of 17 mailboxes / 2 workers x 1 s.
     assert len(black_holed) <= ews.Breaker.THRESHOLD + 1
-    assert elapsed < 5, elapsed
+    assert elapsed < 6, elapsed
     assert len(facts.reads) == invited
     assert {r.code for r in facts.reads} == {"NoAnswer"}
     held_back = [r for r in facts.reads if "this request was not sent" in r.message]
     assert len(held_back) == invited - len(black_holed)
 
 
-# --- entities -----------------------------------------------------------------------------
+# --- entities -------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -330,7 +330,7 @@ def test_entity_bomb_costs_neither_time_nor_memory(lab_with):
         tracemalloc.stop()
 
     assert logon.error_code == "DocumentType"
-    assert elapsed < 3
+    assert elapsed < 5
     assert peak < 20 * 1024 * 1024  # a billion 'lol's would be 3 GB
 
 

@@ -1,4 +1,4 @@
-"""The lab's hostile knob: which requests it spoils, and the bodies it spoils them with."""
+"""The lab's hostile knob: which requests it spoils, and the bodies it uses."""
 
 from __future__ import annotations
 

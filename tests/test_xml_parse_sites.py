@@ -44,7 +44,8 @@ def laughs(root: str, body: str = "") -> str:
     levels = ['<!ENTITY l0 "lol">'] + [
         f'<!ENTITY l{n} "{f"&l{n - 1};" * 10}">' for n in range(1, 10)
     ]
-    return f'<?xml version="1.0"?><!DOCTYPE {root} [{"".join(levels)}]>{body or f"<{root}>&l9;</{root}>"}'
+    body = body or f"<{root}>&l9;</{root}>"
+    return f'<?xml version="1.0"?><!DOCTYPE {root} [{"".join(levels)}]>{body}'
 
 
 def external(root: str, url: str, kind: str, inner: str = "&x;") -> str:

@@ -58,7 +58,7 @@ class ServiceUnavailable(ErrorServerBusy):
     """HTTP 503: the server, or a load balancer in front of it, is unavailable."""
 
 
-# --- the screen ---------------------------------------------------------------------
+# --- the screen -----------------------------------------------------------------------
 
 
 def _text(body: bytes) -> str:
@@ -206,7 +206,7 @@ class AuditRetryPolicy(FailFast):
         return super().raise_response_errors(response)
 
 
-# --- reading exchangelib's errors -------------------------------------------------------
+# --- reading exchangelib's errors -----------------------------------------------------
 
 
 def _is_transport(exc: BaseException) -> bool:
