@@ -269,7 +269,7 @@ def target(budget: float = 1.0) -> ews.EwsTarget:
 
 def test_back_off_waits_for_busy_answers_then_succeeds(monkeypatch):
     slept: list[float] = []
-    monkeypatch.setattr(ews.time, "sleep", slept.append)
+    monkeypatch.setattr(ews.stop, "sleep", lambda s: slept.append(s) or False)
     answers = iter([ErrorServerBusy("busy", back_off=0.25), None])
 
     def call() -> str:
@@ -285,7 +285,7 @@ def test_back_off_waits_for_busy_answers_then_succeeds(monkeypatch):
 
 
 def test_back_off_stops_at_the_budget_with_a_sentence(monkeypatch):
-    monkeypatch.setattr(ews.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(ews.stop, "sleep", lambda seconds: False)
 
     def call() -> None:
         raise ServiceUnavailable("HTTP 503", back_off=0.6)
@@ -300,7 +300,7 @@ def test_back_off_stops_at_the_budget_with_a_sentence(monkeypatch):
 
 
 def test_back_off_never_waits_for_a_relabelled_timeout(monkeypatch):
-    monkeypatch.setattr(ews.time, "sleep", pytest.fail)
+    monkeypatch.setattr(ews.stop, "sleep", pytest.fail)
     timeout = raised_in(
         NoAnswer(URL, "accepted the connection but sent no answer within 2 s"),
         ErrorTimeoutExpired("Reraised"),

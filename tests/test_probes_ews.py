@@ -10,6 +10,7 @@ from exchangelib import errors as ews_errors
 
 from ewsready import stop
 from ewsready.probes import ews
+from ewsready.secret import Secret
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +18,18 @@ def no_stop_left_over():
     stop.clear()
     yield
     stop.clear()
+
+
+def target(budget: float) -> ews.EwsTarget:
+    return ews.EwsTarget(
+        "https://mail.contoso.example/EWS/Exchange.asmx",
+        "svc",
+        Secret("x"),
+        2.0,
+        1,
+        ews.BusyBudget(budget),
+        ews.Breaker(),
+    )
 
 
 def always_busy():  # type: ignore[no-untyped-def]
@@ -33,7 +46,7 @@ def test_back_off_is_waited_within_the_budget():
             raise ews_errors.ErrorServerBusy("busy", back_off=0.05)
         return "answer"
 
-    assert ews.with_back_off(busy_once, 5.0, counter, "test") == "answer"
+    assert ews.with_back_off(busy_once, target(5.0), counter, "test") == "answer"
     assert counter.count == 2
     assert counter.busy_waits == 1
 
@@ -44,7 +57,7 @@ def test_a_stop_request_cuts_the_back_off_short():
     timer.start()
     started = time.monotonic()
     with pytest.raises(ews_errors.ErrorServerBusy):
-        ews.with_back_off(always_busy, 60.0, counter, "test")
+        ews.with_back_off(always_busy, target(60.0), counter, "test")
     timer.join()
 
     assert time.monotonic() - started < 5  # not the 30 s the server asked for
@@ -55,7 +68,7 @@ def test_no_new_back_off_once_a_stop_is_requested():
     stop.request()
     counter = ews.RequestCounter()
     with pytest.raises(ews_errors.ErrorServerBusy):
-        ews.with_back_off(always_busy, 60.0, counter, "test")
+        ews.with_back_off(always_busy, target(60.0), counter, "test")
     assert counter.busy_waits == 0
 
 
