@@ -161,7 +161,7 @@ class LabAccount:
     account_expires_in_days: float | None = None
 
 
-WINRM_FAULT_KINDS = ("wsman", "psrp")
+WINRM_FAULT_KINDS = ("wsman", "psrp", "doctype")
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,8 @@ class LabWinrm:
 
     fault_in: after `fault_after` of its objects were sent, the pipeline breaks: with
     "wsman", the next Receive is answered with a WSMan fault; with "psrp", the
-    pipeline ends Failed with a terminating error record.
+    pipeline ends Failed with a terminating error record; with "doctype", the next
+    Receive is answered with an entity bomb (a DTD of nested entities).
     hold_in: every Receive for the pipeline is held, never answered, until the lab
     stops (or the client closes the shell).
     """

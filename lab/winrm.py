@@ -91,6 +91,23 @@ _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
 _HOST_HEADER = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
+# A Receive answer a hostile server might send: nested entities that expand to about a
+# billion characters when a parser resolves them.
+ENTITY_BOMB = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE s:Envelope [\n<!ENTITY a "aaaaaaaaaa">\n'
+    + b"".join(
+        f'<!ENTITY {chr(98 + n)} "{("&" + chr(97 + n) + ";") * 10}">\n'.encode()
+        for n in range(8)
+    )
+    + b']>\n<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">'
+    + b"<s:Body>&i;</s:Body></s:Envelope>"
+)
+
+
+class _EntityBomb(Exception):
+    """The scenario answers this Receive with ENTITY_BOMB."""
+
+
 # WSManFault codes pypsrp acts on, as WinRM sends them.
 OPERATION_TIMEOUT = 2150858793  # no output within OperationTimeout: poll again
 SHELL_NOT_FOUND = 2150858843  # the ShellId (or CommandId) names nothing
@@ -401,7 +418,10 @@ class ShellService:
             elif action == "Send":
                 body = self._send(shell, request)
             elif action == "Receive":
-                body = self._receive(shell, request)
+                try:
+                    body = self._receive(shell, request)
+                except _EntityBomb:
+                    return Reply(200, ENTITY_BOMB, _CONTENT_TYPE, operation=action)
             elif action == "Signal":
                 body = self._signal(shell, request)
             elif action == "Delete":
@@ -570,6 +590,8 @@ class ShellService:
                 if pipeline is not None and pipeline.broken:
                     self._finish(shell, pipeline, "Faulted")
                     self._forget(shell, pipeline)
+                    if self._faults.fault_kind == "doctype":
+                        raise _EntityBomb()
                     raise WsmanFault(
                         INTERNAL_ERROR,
                         "The WSMan provider host process did not return a proper "

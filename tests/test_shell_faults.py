@@ -111,3 +111,19 @@ def test_a_receive_that_never_completes_costs_the_timeout_once(scenario_run):
     ):
         assert checks[check] == "could not evaluate", check
     report_is_whole(run)
+
+
+def test_an_entity_bomb_from_the_shell_is_refused_unparsed(scenario_run):
+    run = scenario_run("winrm_entity_bomb")
+
+    assert run.seconds < 5 * FACTOR + STARTUP
+    refused = re.compile(
+        r".*: the PowerShell session at https://ex01\.contoso\.local:\d+/PowerShell "
+        r"answered with a document type declaration \(DTD\) to Get-Mailbox \| "
+        r"Get-ADPermission after 2 objects\."
+    )
+    unknown = run.sentences("could not evaluate")
+    assert unknown and all(refused.fullmatch(s) for s in unknown), unknown
+    # The session is given up: the later shell checks say why instead of trying it.
+    assert not any("may not send as" in s for s in run.sentences())
+    report_is_whole(run)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from ewsready import logs
 from ewsready.clixml import decode_string
+from ewsready.probes.ews_answers import UnusableAnswer, declares_doctype
 from ewsready.psobjects import (
     ErrorRecord,
     Pipeline,
@@ -35,7 +36,7 @@ from ewsready.psobjects import (
     errors_message,
 )
 from ewsready.secret import Secret
-from ewsready.transport import PinnedAdapter
+from ewsready.transport import AnswerFault, LimitedAdapter
 
 log = logging.getLogger(__name__)
 
@@ -183,19 +184,33 @@ class _GivenUp(OSError):
     """A request on a session the audit has given up on; never sent."""
 
 
-class _SessionAdapter(PinnedAdapter):
-    """The pinned adapter of one session: once the audit gives up on the session,
-    the helper thread still running its pipeline cannot send another request (pypsrp
-    retries a Receive that timed out several times)."""
+class _SessionAdapter(LimitedAdapter):
+    """The pinned adapter of one session: answers within the read deadline and size
+    cap, and none with a document type declaration, since pypsrp parses them with
+    ElementTree, which expands internal entities. Once the audit gives up on the
+    session, the helper thread still running its pipeline cannot send another request
+    (pypsrp retries a Receive that timed out several times)."""
 
     def __init__(self, given_up: threading.Event) -> None:
         super().__init__(max_retries=0)
         self.given_up = given_up
 
-    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+    def send_unlimited(self, request, **kwargs):  # type: ignore[no-untyped-def]
         if self.given_up.is_set():
             raise _GivenUp("the audit gave up on this PowerShell session")
-        return super().send(request, **kwargs)
+        return super().send_unlimited(request, **kwargs)
+
+    def screen(self, request, response) -> None:  # type: ignore[no-untyped-def]
+        # TODO: with NTLM or Kerberos message encryption the XML is inside an
+        # encrypted body and is parsed by pypsrp after decryption, unscreened; an
+        # entity bomb there costs memory up to expat's amplification limit.
+        if declares_doctype(response.content):
+            response.close()
+            raise UnusableAnswer(
+                request.url or "",
+                "DocumentType",
+                "answered with a document type declaration (DTD)",
+            )
 
 
 class LiveShell:
@@ -345,7 +360,11 @@ class LiveShell:
                 f"{exc.code}: {reason}",
                 str(exc.code),
             )
-        if isinstance(exc, AuthenticationError):
+        if isinstance(exc, AnswerFault):
+            # A hostile or broken answer (a DTD, too large, too slow): no later
+            # pipeline on this session can be trusted to fare better.
+            message = f"the PowerShell session at {url} {exc.what} to {what}"
+        elif isinstance(exc, AuthenticationError):
             message = f"the PowerShell session at {url} refused {self.target.username}"
         elif isinstance(exc, WinRMTransportError):
             message = (
