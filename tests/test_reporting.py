@@ -82,3 +82,45 @@ def test_an_error_inside_a_check_is_could_not_evaluate(tmp_path):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
     assert CANARY not in run.stdout + run.stderr
+
+
+def _junit_cases(run) -> dict[str, list[tuple[str, str]]]:
+    """classname::name -> the properties of that test case, in order."""
+    tree = ET.parse(run.run_dir / "junit.xml")
+    return {
+        f"{case.get('classname')}::{case.get('name')}": [
+            (p.get("name"), p.get("value")) for p in case.iter("property")
+        ]
+        for case in tree.iter("testcase")
+    }
+
+
+def test_junit_cases_carry_their_findings(scenario_run):
+    run = scenario_run("contoso")
+    cases = _junit_cases(run)
+    checks = run.document["checks"]
+    assert len(cases) == len(checks) == all_checks(PROJECT)
+
+    for check in checks:
+        path, name = check["nodeid"].split("::")
+        classname = path.removesuffix(".py").replace("/", ".")
+        expected = [("severity", check["severity"])]
+        for number, finding in enumerate(check["findings"], start=1):
+            expected.append((f"finding.{number}.severity", finding["severity"]))
+            expected.append((f"finding.{number}.sentence", finding["sentence"]))
+            if finding["fix"]:
+                expected.append((f"finding.{number}.fix", finding["fix"]))
+        assert cases[f"{classname}::{name}"] == expected, check["nodeid"]
+
+    # A warning passes as a test case, but its finding is there to read.
+    [case] = [
+        c
+        for k, c in cases.items()
+        if k.endswith("test_certificate_is_within_its_validity")
+    ]
+    assert ("severity", "warning") in case
+    assert ("finding.1.fix", "certificate_expiring") in case
+    severities = {
+        value for c in cases.values() for key, value in c if key == "severity"
+    }
+    assert {"failure", "warning", "note", "passed"} <= severities
