@@ -8,9 +8,13 @@ them, are shown as <U+202E>.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# A full stop that ends a sentence: followed by a space or the end, and not the end of
+# an abbreviation such as "e.g." or "i.e.".
+SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.(?=\s|$)")
 
 
 def printable(text: str) -> str:
@@ -27,3 +31,10 @@ def printable(text: str) -> str:
 def without_bidi_overrides(text: str) -> str:
     """For the page: bidi controls shown as code points instead of applied."""
     return "".join(f"<U+{ord(c):04X}>" if c in BIDI_CONTROLS else c for c in str(text))
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring, its lines joined: the name of a check."""
+    paragraph = " ".join(doc.strip().split("\n\n", 1)[0].split())
+    end = SENTENCE_END.search(paragraph)
+    return paragraph[: end.end()] if end else paragraph

@@ -124,3 +124,16 @@ def test_junit_cases_carry_their_findings(scenario_run):
         value for c in cases.values() for key, value in c if key == "severity"
     }
     assert {"failure", "warning", "note", "passed"} <= severities
+
+
+def test_check_names_are_whole_sentences(scenario_run):
+    run = scenario_run("contoso")
+    names = {c["nodeid"].split("::")[1]: c["name"] for c in run.document["checks"]}
+    assert names["test_service_account_signs_in_with_basic"] == (
+        "A 401 while Basic is offered means a wrong, expired or locked password; "
+        "Active Directory, when it can be read, says which."
+    )
+    for name in names.values():
+        assert name.endswith("."), name
+    page = (run.run_dir / "report.html").read_text(encoding="utf-8")
+    assert "Active Directory, when it can be read, says which." in page

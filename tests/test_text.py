@@ -1,6 +1,6 @@
 import pytest
 
-from ewsready.text import printable, without_bidi_overrides
+from ewsready.text import first_sentence, printable, without_bidi_overrides
 
 
 @pytest.mark.parametrize(
@@ -19,3 +19,26 @@ def test_printable(text, shown):
 
 def test_bidi_overrides_are_shown_not_applied():
     assert without_bidi_overrides("Ana\u202eevil") == "Ana<U+202E>evil"
+
+
+@pytest.mark.parametrize(
+    "doc, name",
+    [
+        ("TLS 1.2 or later is negotiated.", "TLS 1.2 or later is negotiated."),
+        (
+            "A 401 while Basic is offered means a wrong, expired or locked password;"
+            " Active\n    Directory, when it can be read, says which.",
+            "A 401 while Basic is offered means a wrong, expired or locked password;"
+            " Active Directory, when it can be read, says which.",
+        ),
+        (
+            "https://HOST/EWS/Exchange.asmx, the path SOAP goes to. More detail.",
+            "https://HOST/EWS/Exchange.asmx, the path SOAP goes to.",
+        ),
+        ("Names, e.g. rooms. Then more.", "Names, e.g. rooms."),
+        ("No full stop\n\nA second paragraph.", "No full stop"),
+        ("  One line.\n\n  Details.", "One line."),
+    ],
+)
+def test_first_sentence_of_a_docstring(doc, name):
+    assert first_sentence(doc) == name
