@@ -102,6 +102,11 @@ def test_without_a_mode_prints_usage_not_a_traceback(tmp_path):
     assert run.returncode == 4
     assert "ewsready needs something to audit" in run.stderr
     assert "pytest --lab" in run.stderr
+    # Paths are written with '=', as README asks: after a space pytest may take the
+    # path as a place to look for tests.
+    assert "pytest --tenant=tenant.toml" in run.stderr
+    assert "pytest --from-export=DIR" in run.stderr
+    assert "--tenant " not in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
 
 
