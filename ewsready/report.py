@@ -239,6 +239,29 @@ def counts(results: Iterable[CheckResult]) -> list[tuple[str, int]]:
     return [(s.label, tally[s]) for s in sorted(tally, reverse=True)]
 
 
+def terminal_lines(results: Iterable[CheckResult]) -> list[str]:
+    """One line per distinct finding at warning or above, blocked causes last; a
+    sentence that several checks share (facts that could not be read, a root cause)
+    is printed once, with the number of checks."""
+    tally: Counter[tuple[Severity, str]] = Counter(
+        (f.severity, f.sentence)
+        for r in results
+        for f in r.findings
+        if f.severity >= Severity.WARN
+    )
+    ordered = sorted(tally, key=lambda key: key[0] == Severity.BLOCKED)
+    lines = []
+    for severity, sentence in ordered:
+        count = tally[severity, sentence]
+        checks = (
+            ""
+            if count == 1 and severity != Severity.BLOCKED
+            else (f"{count} check{'' if count == 1 else 's'}: ")
+        )
+        lines.append(f"[{severity.label}] {checks}{sentence}")
+    return lines
+
+
 def is_ready(results: Iterable[CheckResult]) -> bool:
     return all(r.severity < Severity.BLOCKED for r in results)
 

@@ -98,3 +98,25 @@ def test_verdict(meta, results, verdict):
 def test_a_failed_check_without_findings_could_not_evaluate():
     assert report.severity_of("failed", []) == Severity.UNKNOWN
     assert report.severity_of("skipped", []) == Severity.BLOCKED
+
+
+def test_terminal_lines_print_a_shared_sentence_once():
+    unreadable = result(
+        Severity.UNKNOWN,
+        "failed",
+        [rendered(Severity.UNKNOWN, "Exchange servers could not be read: no answer.")],
+    )
+    blocked = result(
+        Severity.BLOCKED,
+        "skipped",
+        [rendered(Severity.BLOCKED, "Blocked by reachability: no DNS")],
+    )
+    warned = result(Severity.WARN, "passed", [rendered(Severity.WARN, "Expires.")])
+    lines = report.terminal_lines(
+        [blocked, unreadable, warned, unreadable, blocked, PASS]
+    )
+    assert lines == [
+        "[could not evaluate] 2 checks: Exchange servers could not be read: no answer.",
+        "[warning] Expires.",
+        "[blocked] 2 checks: Blocked by reachability: no DNS",
+    ]

@@ -137,3 +137,18 @@ def test_check_names_are_whole_sentences(scenario_run):
         assert name.endswith("."), name
     page = (run.run_dir / "report.html").read_text(encoding="utf-8")
     assert "Active Directory, when it can be read, says which." in page
+
+
+def test_shared_could_not_evaluate_lines_are_printed_once(scenario_run):
+    run = scenario_run("winrm_receive_hangs")
+    summary = run.stdout.split("report: ", 1)[1].split("Generated html report")[0]
+    lines = [line for line in summary.splitlines() if line.startswith("  [")]
+    assert len(lines) == len(set(lines)), summary
+    unreadable = [line for line in lines if "[could not evaluate]" in line]
+    assert any(" 2 checks: Exchange servers (Get-ExchangeServer)" in x for x in lines)
+    # Every check that could not evaluate is counted once in those lines.
+    counted = sum(
+        int(line.split("] ", 1)[1].split(" check")[0]) if " checks: " in line else 1
+        for line in unreadable
+    )
+    assert counted == run.document["counts"]["could not evaluate"]
