@@ -38,7 +38,10 @@ FINDING_TEMPLATE = ENV.from_string("""
   <ul class="evidence">{% for line in evidence %}<li>{{ line }}</li>{% endfor %}</ul>
   {% endif %}
   {% if why %}<p class="why"><strong>Why it matters:</strong> {{ why }}</p>{% endif %}
-  {% if commands %}
+  {% if commands and repeated %}
+  <p class="fix-repeated"><strong>Fix</strong> ({{ title }}): the same commands as
+    for a finding above.</p>
+  {% elif commands %}
   <p><strong>Fix</strong> ({{ title }}):</p>
   <pre class="fix">{{ commands }}</pre>
   {% endif %}
@@ -61,7 +64,7 @@ SUMMARY_TEMPLATE = ENV.from_string("""
   </table>
   <div class="ewsready-findings">
   {% if actionable %}
-    <h3>What to fix ({{ actionable|length }})</h3>
+    <h3>What to fix: {{ what_to_fix }}</h3>
     {% for fragment in actionable %}{{ fragment }}{% endfor %}
   {% endif %}
   {% if blocked %}
@@ -190,8 +193,10 @@ def render(finding: Finding) -> RenderedFinding:
     )
 
 
-def finding_html(item: RenderedFinding) -> str:
+def finding_html(item: RenderedFinding, repeated: bool = False) -> str:
+    """A finding's block; `repeated` when its fix commands were shown above it."""
     return FINDING_TEMPLATE.render(
+        repeated=repeated,
         severity=item.severity.name.lower(),
         label=item.severity.label.capitalize(),
         sentence=item.sentence,
@@ -270,6 +275,14 @@ def is_ready_run(meta: dict, results: Sequence[CheckResult]) -> bool:
     return verdict(meta, results) == "READY"
 
 
+def what_to_fix(findings: int, fixes: int) -> str:
+    """'8 findings, 6 distinct fixes': findings and the distinct fixes they need."""
+    return (
+        f"{findings} finding{'' if findings == 1 else 's'}, "
+        f"{fixes} distinct fix{'' if fixes == 1 else 'es'}"
+    )
+
+
 def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
     """The verdict, the run's facts, then every finding an admin must act on."""
     findings = [f for r in results for f in r.findings]
@@ -282,6 +295,15 @@ def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
         key=lambda f: -f.severity,
     )
     blocked = Counter(f.sentence for f in findings if f.severity == Severity.BLOCKED)
+    # Several findings can share one fix (two checks see the same missing scope):
+    # its commands are shown once, and the heading counts fixes and findings apart.
+    shown: set[str] = set()
+    fragments = []
+    for finding in actionable:
+        repeated = bool(finding.commands) and finding.commands in shown
+        if finding.commands:
+            shown.add(finding.commands)
+        fragments.append(markupsafe.Markup(finding_html(finding, repeated)))
     return SUMMARY_TEMPLATE.render(
         ready=is_ready_run(meta, results),
         verdict=verdict(meta, results),
@@ -289,7 +311,8 @@ def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
         counts_text=", ".join(f"{label}: {n}" for label, n in counts(results)),
         version=__version__,
         # Fragments built here by our own autoescaping template, so safe to insert.
-        actionable=[markupsafe.Markup(finding_html(f)) for f in actionable],
+        actionable=fragments,
+        what_to_fix=what_to_fix(len(actionable), len(shown)),
         blocked=sorted(blocked.items()),
         **{k: v for k, v in meta.items() if k in SUMMARY_FIELDS},
     )

@@ -43,7 +43,7 @@ def test_finding_html_escapes_tenant_strings():
 def test_summary_escapes_and_lists_actionable_findings():
     html = report.summary_html({"started": "now"}, [result()])
     assert "<script>" not in html
-    assert "What to fix (1)" in html
+    assert "What to fix: 1 finding, 1 distinct fix" in html
     assert "NOT READY" in html
 
 
@@ -120,3 +120,21 @@ def test_terminal_lines_print_a_shared_sentence_once():
         "[warning] Expires.",
         "[blocked] 2 checks: Blocked by reachability: no DNS",
     ]
+
+
+def test_what_to_fix_counts_distinct_fixes_and_shows_each_once():
+    same = rendered(sentence="Another check sees the same secondary address.")
+    other = report.render(
+        Finding(Severity.WARN, "Exchange 2016 is out of support.", fix=None)
+    )
+    unread = report.render(Finding(Severity.UNKNOWN, "Servers could not be read."))
+    results = [
+        result(findings=[rendered()]),
+        result(findings=[same]),
+        result(Severity.WARN, "passed", [other]),
+        result(Severity.UNKNOWN, "failed", [unread]),
+    ]
+    html = report.summary_html({"started": "now"}, results)
+    assert "What to fix: 4 findings, 1 distinct fix" in html
+    assert html.count('<pre class="fix">') == 1
+    assert "the same commands as\n    for a finding above" in html
