@@ -121,8 +121,19 @@ def verdict_detail(meta: dict, results: Sequence[CheckResult]) -> str:
             f"the run was {how} before every check finished: "
             f"{ran} of {selected} checks done"
         )
-    if total != selected:
-        notes.append(f"only {selected} of {total} checks were selected")
+    # An offline audit leaves out the checks of the live endpoint by itself; only
+    # what -m or -k left out beyond those is the user's selection.
+    offline = int(meta.get("left_out_offline", 0))
+    if offline:
+        checks = (
+            "check of the live endpoint is"
+            if offline == 1
+            else ("checks of the live endpoint are")
+        )
+        notes.append(f"{offline} {checks} left out in an offline audit")
+    if total - offline != selected:
+        what = "offline checks" if offline else "checks"
+        notes.append(f"only {selected} of {total - offline} {what} were selected")
     if not results:
         notes.append("no check ran, so nothing was audited")
     if meta.get("audited_url"):

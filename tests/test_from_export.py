@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.reporting import all_checks
+from tests.audits import PROJECT, run_audit
 from tests.audits import REAL_EXPORTS as REAL
-from tests.audits import run_audit
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,13 @@ def test_findings_of_the_real_export(audit):
 def test_the_offline_verdict_is_partial_and_says_why(audit):
     assert audit.returncode == 1
     assert audit.document["verdict"] == "NOT READY"
-    assert "checks were selected" in audit.stdout
+    left_out = all_checks(PROJECT) - len(audit.document["checks"])
+    assert left_out == audit.document["left_out_offline"] > 0
+    assert (
+        f"note: {left_out} checks of the live endpoint are left out in an offline "
+        "audit\n"
+    ) in audit.stdout
+    assert "were selected" not in audit.stdout
     markers = {m for c in audit.document["checks"] for m in c["markers"]}
     assert markers == {
         "version",

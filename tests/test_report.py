@@ -138,3 +138,25 @@ def test_what_to_fix_counts_distinct_fixes_and_shows_each_once():
     assert "What to fix: 4 findings, 1 distinct fix" in html
     assert html.count('<pre class="fix">') == 1
     assert "the same commands as\n    for a finding above" in html
+
+
+@pytest.mark.parametrize(
+    "meta, detail",
+    [
+        (
+            {"selected": 9, "deselected": 19, "left_out_offline": 19},
+            "19 checks of the live endpoint are left out in an offline audit",
+        ),
+        (
+            {"selected": 2, "deselected": 26, "left_out_offline": 19},
+            "19 checks of the live endpoint are left out in an offline audit; "
+            "only 2 of 9 offline checks were selected",
+        ),
+        ({"selected": 2, "deselected": 26}, "only 2 of 28 checks were selected"),
+        ({"selected": 28, "deselected": 0}, ""),
+    ],
+)
+def test_verdict_detail_tells_the_mode_from_a_selection(meta, detail):
+    assert report.verdict_detail(meta, [PASS]) == detail
+    # Either way the audit was partial.
+    assert report.verdict(meta, [PASS]) == ("PARTIAL" if detail else "READY")
