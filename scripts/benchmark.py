@@ -24,11 +24,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ewsready.collect import Collector  # noqa: E402
 from fixtures.audit import lab_settings  # noqa: E402
 from lab import Lab, load_scenario  # noqa: E402
+from lab.scenario import Scenario  # noqa: E402
+
+
+def scenario_for(count: int, access: str) -> Scenario:
+    """The healthy scenario with exactly `count` invited mailboxes: its own invited
+    mailboxes, then generated users up to the count."""
+    base = load_scenario("healthy")
+    own = len(base.audit.invited)
+    if count < own:
+        raise ValueError(
+            f"--mailboxes {count}: the healthy scenario alone invites {own} mailboxes"
+        )
+    scenario = base.with_generated_users(count - own, "contoso.example")
+    return replace(scenario, audit=replace(scenario.audit, access=access))
 
 
 def measure(count: int, access: str, workers: int) -> dict[str, float]:
-    base = load_scenario("healthy").with_generated_users(count, "contoso.example")
-    scenario = replace(base, audit=replace(base.audit, access=access))
+    scenario = scenario_for(count, access)
     with Lab(scenario) as lab:
         settings = replace(lab_settings(lab), workers=workers)
         collector = Collector(settings, [lab.public_root_bundle], "lab root")
@@ -61,6 +74,11 @@ def main() -> None:
     parser.add_argument("--mailboxes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
+    for count in args.mailboxes:
+        try:
+            scenario_for(count, "impersonation")
+        except ValueError as exc:
+            parser.error(str(exc))
 
     header = (
         f"{'access':<14}{'mailboxes':>10}{'resolve s':>11}{'read s':>9}"
