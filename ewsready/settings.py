@@ -461,6 +461,7 @@ def build_settings(
     if file_values.get("mailboxes.csv") and not cli.get("mailboxes"):
         mailboxes.extend(read_mailbox_csv(path(file_values["mailboxes.csv"])))
     mailboxes = list(dict.fromkeys(mailboxes))
+    no_mailbox = None if mailboxes else _no_mailbox_message(file_values, path)
 
     resolvers = file_values.get("network.resolvers")
     resolver_tuple = (
@@ -483,6 +484,10 @@ def build_settings(
     workers = file_values.get("network.workers", 8)
     if not 1 <= workers <= 64:
         raise SettingsError(f"network.workers = {workers!r} must be from 1 to 64")
+
+    # Last, so that a mistake elsewhere in the file is named first.
+    if no_mailbox:
+        raise SettingsError(no_mailbox)
 
     return Settings(
         organisation=_clean(
@@ -512,6 +517,26 @@ def build_settings(
         workers=int(workers),
         **shell,
     )
+
+
+def _no_mailbox_message(
+    file_values: Mapping[str, Any], path: Callable[[str], Path]
+) -> str:
+    """Why the settings name no invited mailbox: without one, the mailbox checks
+    (calendar access, addresses, impersonation scope, permissions) have nothing to
+    judge and would pass over an empty list."""
+    expected = (
+        "expected at least one invited address (mailboxes.invited, mailboxes.csv or "
+        "--mailbox=ADDRESS)"
+    )
+    if file_values.get("mailboxes.csv"):
+        return (
+            f"mailboxes.csv {path(file_values['mailboxes.csv'])} names no address; "
+            f"{expected}"
+        )
+    if "mailboxes.invited" in file_values:
+        return f"mailboxes.invited is empty; {expected}"
+    return f"no invited mailbox: mailboxes.invited is not set; {expected}"
 
 
 def _shell_settings(

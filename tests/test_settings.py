@@ -14,7 +14,11 @@ from ewsready.settings import (
 
 URL = "https://mail.contoso.example/EWS/Exchange.asmx"
 ENV = {"EWSREADY_PASSWORD": "canary-Pw-123"}
-FILE = {"ews.url": URL, "service_account.username": "svc@contoso.example"}
+FILE = {
+    "ews.url": URL,
+    "service_account.username": "svc@contoso.example",
+    "mailboxes.invited": ["ana@contoso.example"],
+}
 
 
 def build(values=None, env=None, cli=None, base=Path(".")):
@@ -147,7 +151,11 @@ def test_password_file_and_csv_relative_to_the_tenant_file(tmp_path):
         "name,address\nAna,ana@c.example\nBen,ben@c.example\n"
     )
     settings = build(
-        {"service_account.password_file": "pw", "mailboxes.csv": "invited.csv"},
+        {
+            "service_account.password_file": "pw",
+            "mailboxes.invited": [],
+            "mailboxes.csv": "invited.csv",
+        },
         env={},
         base=tmp_path,
     )
@@ -486,3 +494,53 @@ def test_a_malformed_fingerprint_stops_the_audit_in_one_line(tmp_path):
     ) in run.stderr
     assert "Traceback" not in run.stdout + run.stderr
     assert run.run_dir is None  # nothing was audited
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (
+            {"mailboxes.invited": []},
+            "mailboxes.invited is empty; expected at least one invited address "
+            "(mailboxes.invited, mailboxes.csv or --mailbox=ADDRESS)",
+        ),
+        (
+            {"mailboxes.invited": [], "mailboxes.csv": "empty.csv"},
+            "empty.csv names no address; expected at least one invited address",
+        ),
+        (
+            {"mailboxes.invited": None},
+            "no invited mailbox: mailboxes.invited is not set; expected at least one",
+        ),
+    ],
+)
+def test_no_invited_mailbox_is_a_settings_mistake(tmp_path, values, message):
+    (tmp_path / "empty.csv").write_text("address\n", encoding="utf-8")
+    file_values = {**FILE, **values}
+    file_values = {k: v for k, v in file_values.items() if v is not None}
+    with pytest.raises(SettingsError) as caught:
+        build_settings(file_values, ENV, {}, tmp_path)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+    # A mailbox on the command line is enough.
+    settings = build_settings(
+        file_values, ENV, {"mailboxes": ("b@c.example",)}, tmp_path
+    )
+    assert settings.mailboxes == ("b@c.example",)
+
+
+def test_an_empty_invited_list_stops_the_audit_in_one_line(tmp_path):
+    from tests.audits import run_audit
+
+    tenant = tmp_path / "tenant.toml"
+    tenant.write_text(
+        f'[ews]\nurl = "{URL}"\n[service_account]\nusername = "svc@contoso.example"\n'
+        "[mailboxes]\ninvited = []\n",
+        encoding="utf-8",
+    )
+    run = run_audit(tmp_path, f"--tenant={tenant}", env=ENV)
+
+    assert run.returncode == 4
+    assert "mailboxes.invited is empty" in run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert run.run_dir is None
