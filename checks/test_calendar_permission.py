@@ -3,7 +3,7 @@
 import pytest
 
 from ewsready.rules import configuration
-from fixtures.expect import expect
+from fixtures.expect import expect, under_access_mode
 
 pytestmark = pytest.mark.calendar_permission
 
@@ -12,12 +12,15 @@ def test_service_account_is_editor_on_every_calendar(collector, settings):
     """The calendar is found by FolderType, so Kalender and Calendrier count too."""
     calendars, rights, unread = collector.calendar_permissions()
     expect(
-        configuration.calendar_editor_on_every_mailbox(
-            settings.access,
-            settings.username,
-            calendars,
-            rights,
-            collector.target_mailboxes(),
-            unread,
+        under_access_mode(
+            configuration.calendar_editor_on_every_mailbox(
+                settings.access,
+                settings.username,
+                calendars,
+                rights,
+                collector.target_mailboxes(),
+                unread,
+            ),
+            settings,
         )
     )

@@ -3,7 +3,7 @@
 import pytest
 
 from ewsready.rules import configuration
-from fixtures.expect import expect
+from fixtures.expect import expect, under_access_mode
 
 pytestmark = pytest.mark.send_as
 
@@ -12,12 +12,15 @@ def test_service_account_may_send_as_every_user(collector, settings):
     """Get-ADPermission: the Send-As extended right, and no Deny, on each mailbox."""
     mailboxes, entries, unread = collector.send_as()
     expect(
-        configuration.send_as_on_every_mailbox(
-            settings.access,
-            settings.username,
-            mailboxes,
-            entries,
-            collector.target_mailboxes(),
-            unread,
+        under_access_mode(
+            configuration.send_as_on_every_mailbox(
+                settings.access,
+                settings.username,
+                mailboxes,
+                entries,
+                collector.target_mailboxes(),
+                unread,
+            ),
+            settings,
         )
     )

@@ -676,7 +676,8 @@ class Collector:
         invited."""
         if not self.settings.mailboxes:
             return []
-        resolved = self.addresses() if self.settings.ews_url else None
+        live = self.settings.ews_url and not self.settings.offline
+        resolved = self.addresses() if live else None
         if isinstance(resolved, AddressFacts):
             # Addresses no mailbox has are invited_address's finding, not a scope gap.
             return [
@@ -687,7 +688,8 @@ class Collector:
         return list(self.settings.mailboxes)
 
     def presented_thumbprints(self) -> list[str]:
-        facts = self.certificates() if self.settings.ews_url else []
+        live = self.settings.ews_url and not self.settings.offline
+        facts = self.certificates() if live else []
         if isinstance(facts, Blocked):
             return []
         return [f.leaf.thumbprint for f in facts if f.leaf is not None]

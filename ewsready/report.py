@@ -136,6 +136,11 @@ def verdict_detail(meta: dict, results: Sequence[CheckResult]) -> str:
         notes.append(f"only {selected} of {total - offline} {what} were selected")
     if not results:
         notes.append("no check ran, so nothing was audited")
+    if meta.get("access_assumed"):
+        notes.append(
+            f"no access mode was given, so {meta.get('access') or 'impersonation'} "
+            "access was assumed (--access or EWSREADY_ACCESS sets it)"
+        )
     if meta.get("audited_url"):
         notes.append(
             f"the URL given is not EWS; the signed-in checks used {meta['audited_url']}"

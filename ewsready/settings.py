@@ -87,6 +87,8 @@ class Settings:
     username: str
     password: Secret = field(repr=False)
     access: str = "impersonation"
+    # An offline audit told no access mode: the report says impersonation was assumed.
+    access_assumed: bool = False
     mailboxes: tuple[str, ...] = ()
     resolvers: tuple[Resolver, ...] = tuple(Resolver(a) for a in DEFAULT_RESOLVERS)
     ca_bundle: Path | None = None
@@ -100,6 +102,9 @@ class Settings:
     # Lab mode only: loopback stands in for public addresses, and no connection may
     # leave loopback whatever a (simulated) DNS answer says.
     lab: bool = False
+    # An offline audit (--from-export): Exchange's configuration from files, and no
+    # connection to the EWS endpoint, even when its URL is given for comparison.
+    offline: bool = False
     # Exchange's own configuration: a remote shell, or nothing (checks say so).
     shell_url: str | None = None
     shell_username: str | None = None
@@ -664,6 +669,69 @@ def check_ca_bundle(path: Path) -> Path:
             "'-----BEGIN CERTIFICATE-----' blocks"
         )
     return path
+
+
+def export_settings(
+    folder: Path,
+    manifest: Mapping[str, Any],
+    cli: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """The settings of an offline audit. The export holds Exchange's configuration;
+    the service account comes from its manifest (collect.ps1 -ServiceAccount) unless
+    --service-account or EWSREADY_USERNAME names it, and the access mode and target
+    mailboxes, which an export cannot know, from --access / EWSREADY_ACCESS and
+    --mailbox (else the mailboxes collect.ps1 was limited to). A value that
+    contradicts the manifest is a mistake naming both."""
+    env = os.environ if env is None else env
+    url = cli.get("ews.url") or ""
+    if url:
+        url = check_ews_url(str(url), "--ews-url")
+
+    recorded = manifest.get("service_account")
+    recorded = recorded.strip() if isinstance(recorded, str) else ""
+    username = recorded
+    for given, source in (
+        (cli.get("service_account.username"), "--service-account"),
+        (env.get("EWSREADY_USERNAME"), "EWSREADY_USERNAME"),
+    ):
+        if not given:
+            continue
+        username = check_address(str(given), source)
+        if recorded and username.casefold() != recorded.casefold():
+            raise SettingsError(
+                f"{source}={username} contradicts the export: its manifest.json names "
+                f"the service account {recorded} (collect.ps1 -ServiceAccount)"
+            )
+        break
+
+    access = cli.get("ews.access") or env.get("EWSREADY_ACCESS") or ""
+    if access and access not in ACCESS_MODES:
+        raise SettingsError(
+            f"EWSREADY_ACCESS = {access!r} is not 'impersonation' or 'delegate'"
+        )
+
+    limited = manifest.get("mailbox_filter") or []
+    limited = [str(a) for a in limited] if isinstance(limited, list) else []
+    mailboxes = [check_address(str(a), "--mailbox") for a in cli.get("mailboxes", ())]
+    known = {a.casefold() for a in limited}
+    for address in mailboxes:
+        if known and address.casefold() not in known:
+            shown = ", ".join(limited[:3]) + (", ..." if len(limited) > 3 else "")
+            raise SettingsError(
+                f"--mailbox={address} contradicts the export: collect.ps1 read only "
+                f"the {len(limited)} mailbox(es) given to -Mailbox ({shown})"
+            )
+    return Settings(
+        organisation=f"export in {folder}",
+        ews_url=url,
+        username=username,
+        password=Secret(""),
+        access=access or "impersonation",
+        access_assumed=not access,
+        mailboxes=tuple(dict.fromkeys(mailboxes or limited)),
+        offline=True,
+    )
 
 
 def settings_from_sources(

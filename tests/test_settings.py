@@ -544,3 +544,109 @@ def test_an_empty_invited_list_stops_the_audit_in_one_line(tmp_path):
     assert "mailboxes.invited is empty" in run.stderr
     assert "Traceback" not in run.stdout + run.stderr
     assert run.run_dir is None
+
+
+# --- an offline audit (--from-export) -------------------------------------------------
+
+MANIFEST = {"service_account": "svc-calendar@contoso.example", "mailbox_filter": None}
+
+
+def offline_settings(manifest=MANIFEST, cli=None, env=None):
+    from ewsready.settings import export_settings
+
+    return export_settings(Path("/exports/contoso"), manifest, cli or {}, env or {})
+
+
+def test_an_export_names_its_service_account_and_assumes_impersonation():
+    settings = offline_settings()
+    assert settings.username == "svc-calendar@contoso.example"
+    assert settings.access == "impersonation"
+    assert settings.access_assumed is True
+    assert settings.offline is True
+    assert settings.mailboxes == ()
+
+
+@pytest.mark.parametrize(
+    "cli, env",
+    [
+        ({"service_account.username": "SVC-Calendar@contoso.example"}, {}),
+        ({}, {"EWSREADY_USERNAME": "svc-calendar@contoso.example"}),
+    ],
+)
+def test_a_service_account_that_agrees_with_the_manifest(cli, env):
+    assert offline_settings(cli=cli, env=env).username.casefold() == (
+        "svc-calendar@contoso.example"
+    )
+
+
+@pytest.mark.parametrize(
+    "cli, env, source",
+    [
+        (
+            {"service_account.username": "other@contoso.example"},
+            {},
+            "--service-account",
+        ),
+        ({}, {"EWSREADY_USERNAME": "other@contoso.example"}, "EWSREADY_USERNAME"),
+    ],
+)
+def test_a_service_account_that_contradicts_the_manifest(cli, env, source):
+    with pytest.raises(SettingsError) as caught:
+        offline_settings(cli=cli, env=env)
+    assert str(caught.value) == (
+        f"{source}=other@contoso.example contradicts the export: its manifest.json "
+        "names the service account svc-calendar@contoso.example (collect.ps1 "
+        "-ServiceAccount)"
+    )
+
+
+def test_without_a_manifest_the_command_line_names_the_account():
+    settings = offline_settings(
+        {}, cli={"service_account.username": "svc@contoso.example"}
+    )
+    assert settings.username == "svc@contoso.example"
+    assert offline_settings({}).username == ""
+
+
+@pytest.mark.parametrize(
+    "cli, env, access",
+    [
+        ({"ews.access": "delegate"}, {}, "delegate"),
+        ({}, {"EWSREADY_ACCESS": "delegate"}, "delegate"),
+        (
+            {"ews.access": "impersonation"},
+            {"EWSREADY_ACCESS": "delegate"},
+            "impersonation",
+        ),
+    ],
+)
+def test_the_access_mode_of_an_offline_audit(cli, env, access):
+    settings = offline_settings(cli=cli, env=env)
+    assert (settings.access, settings.access_assumed) == (access, False)
+
+
+def test_a_wrong_access_mode_in_the_environment_is_named():
+    with pytest.raises(SettingsError, match="EWSREADY_ACCESS = 'owner' is not"):
+        offline_settings(env={"EWSREADY_ACCESS": "owner"})
+
+
+def test_target_mailboxes_of_an_offline_audit():
+    limited = {
+        **MANIFEST,
+        "mailbox_filter": ["ann@contoso.example", "bo@contoso.example"],
+    }
+    assert offline_settings(limited).mailboxes == (
+        "ann@contoso.example",
+        "bo@contoso.example",
+    )
+    chosen = offline_settings(limited, cli={"mailboxes": ("ANN@contoso.example",)})
+    assert chosen.mailboxes == ("ANN@contoso.example",)
+    assert offline_settings(cli={"mailboxes": ("zoe@contoso.example",)}).mailboxes == (
+        "zoe@contoso.example",
+    )
+    with pytest.raises(SettingsError) as caught:
+        offline_settings(limited, cli={"mailboxes": ("zoe@contoso.example",)})
+    assert str(caught.value) == (
+        "--mailbox=zoe@contoso.example contradicts the export: collect.ps1 read only "
+        "the 2 mailbox(es) given to -Mailbox (ann@contoso.example, bo@contoso.example)"
+    )
