@@ -17,6 +17,11 @@ class Severity(enum.IntEnum):
     FAIL = 4
     UNKNOWN = 5  # the check could not evaluate
 
+    @classmethod
+    def from_label(cls, label: str) -> Severity:
+        """The severity a label names ('could not evaluate' -> UNKNOWN)."""
+        return next(severity for severity in cls if severity.label == label)
+
     @property
     def label(self) -> str:
         return {

@@ -96,3 +96,67 @@ def test_hostile_data_keeps_junit_and_json_valid(scenario_run):
     ElementTree.parse(run.run_dir / "junit.xml")
     document = json.loads((run.run_dir / "results.json").read_text(encoding="utf-8"))
     assert document["organisation"].startswith("<b id=")
+
+
+SINGULAR = {"failures": "failure", "warnings": "warning", "notes": "note"}
+CATEGORY = {
+    "could not evaluate": "error",
+    "failure": "failed",
+    "blocked": "xfailed",
+    "warning": "xpassed",
+    "note": "skipped",
+    "passed": "passed",
+}
+
+
+def page_counts(dom: str) -> dict[str, dict[str, int]]:
+    """What the page shows, counted four ways: its rows, its filters, ewsready's
+    summary line and the run count."""
+    import re
+    from collections import Counter
+
+    rows = re.findall(
+        r'<tbody class="results-table-row (\w+)".*?'
+        r'<td class="col-result[^"]*">([^<]*)</td>',
+        dom,
+        flags=re.S,
+    )
+    for category, label in rows:
+        # Filtering by a checkbox hides exactly the rows of its outcome.
+        assert CATEGORY[label.lower()] == category, (category, label)
+    filters = {
+        SINGULAR.get(label, label): int(count)
+        for count, label in re.findall(
+            r'<span class="(?:error|failed|xfailed|xpassed|skipped|passed)">'
+            r"(\d+) ([^<,]+),?</span>",
+            dom,
+        )
+    }
+    summary = re.search(r"<th>Checks</th><td>([^<]*)</td>", dom).group(1)
+    ran = re.search(r'<p class="run-count">(\d+) checks? ran in ', dom)
+    return {
+        "rows": dict(Counter(label.lower() for _, label in rows)),
+        "filters": {k: v for k, v in filters.items() if v},
+        "summary": {
+            label: int(count)
+            for label, count in (part.rsplit(": ", 1) for part in summary.split(", "))
+        },
+        "run count": {"checks": int(ran.group(1))} if ran else {},
+    }
+
+
+@pytest.mark.parametrize("name", ["contoso", "dns_nxdomain", "winrm_receive_hangs"])
+def test_the_page_counts_agree_with_ewsready(scenario_run, name):
+    run = scenario_run(name)
+    dom = dump_dom(run.run_dir / "report.html")
+    shown = page_counts(dom)
+
+    expected = run.document["counts"]
+    assert shown["rows"] == expected
+    assert shown["filters"] == expected
+    assert shown["summary"] == expected
+    assert shown["run count"] == {"checks": len(run.document["checks"])}
+    assert sum(expected.values()) == len(run.document["checks"])
+    # pytest's own words for a check's outcome are gone from the page.
+    for word in ("Skipped", "Failed", "Passed,", " tests took "):
+        assert word not in dom.split('<table id="results-table"')[0], word
