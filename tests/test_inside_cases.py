@@ -101,6 +101,20 @@ def test_a_wrong_password_is_named_as_such_when_the_directory_is_fine(scenario_r
         "Active Directory shows the account enabled, not locked and its password "
         "current, so the password given is wrong."
     )
+    # The account is fine: the fix is the password, not an unlock.
+    (finding,) = run.findings("failure")
+    assert finding["fix"] == "password_wrong"
+    assert finding["title"] == "The calendar service was given a wrong password"
+    assert "Unlock-ADAccount" not in finding["commands"]
+    assert finding["commands"].splitlines()[2:] == [
+        "# Enter the account's current password in the calendar service (and in the "
+        "audit's settings), then run the audit again.",
+        "# Only if nobody knows the current password: set a new one (you are asked "
+        "for it); anything else that signs in as this account needs it too.",
+        "# Change: Get-ADUser -Filter 'UserPrincipalName -eq $upn' | "
+        "Set-ADAccountPassword -Reset -NewPassword (Read-Host -AsSecureString "
+        "-Prompt 'New password')",
+    ]
 
 
 def test_6_two_servers_the_fix_names_only_the_one_with_basic_off(scenario_run):

@@ -142,7 +142,7 @@ def ad_user(**changes):
         ),
         (
             [ad_user()],
-            "logon_rejected",
+            "password_wrong",
             "Active Directory shows the account enabled, not locked and its password "
             "current, so the password given is wrong.",
         ),

@@ -231,6 +231,6 @@ def refusal_cause(
         return (
             "Active Directory shows the account enabled, not locked and its password "
             "current, so the password given is wrong",
-            "logon_rejected",
+            "password_wrong",
         )
     return None
