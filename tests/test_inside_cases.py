@@ -140,3 +140,27 @@ def test_configured_but_not_effective_is_said_per_mailbox(scenario_run):
             "(CalendarServiceMailboxes); EWS: ErrorImpersonateUserDenied"
         ) in page
     assert "Restart-WebAppPool -Name &#39;MSExchangeServicesAppPool&#39;" in page
+
+
+def test_basic_on_inside_but_stripped_in_front_is_not_fixed_by_turning_it_on(
+    scenario_run,
+):
+    run = scenario_run("proxy_strips_basic")
+    wire, inside = (
+        f
+        for f in run.findings("failure")
+        if "does not offer" in f["sentence"] or "is on in every" in f["sentence"]
+    )
+    # Both views name what is in front of Exchange; neither turns Basic on again.
+    assert wire["fix"] == inside["fix"] == "basic_stripped_in_front"
+    assert wire["commands"] == (
+        "# On the reverse proxy or load balancer that answers for "
+        "'mail.contoso.example': pass the server's WWW-Authenticate headers through "
+        "(pre-authentication off for /EWS/), or enable Basic pre-authentication "
+        "there.\n"
+        "Test-NetConnection -ComputerName 'mail.contoso.example' -Port 443"
+    )
+    script = (run.run_dir / "remediation.ps1").read_text(encoding="utf-8-sig")
+    assert "-BasicAuthentication $true" not in script
+    assert "Restart-WebAppPool" not in script
+    assert script.count("Test-NetConnection") == 1

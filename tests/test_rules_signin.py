@@ -36,6 +36,32 @@ def test_basic_offered(schemes, sentence):
     assert [f.sentence for f in findings] == ([sentence] if sentence else [])
 
 
+def _vdir(name: str, basic: bool | None):
+    from ewsready.shellfacts import VirtualDirectoryInfo
+
+    return VirtualDirectoryInfo(
+        f"{name}\\EWS (Default Web Site)", name, basic, True, None, EWS
+    )
+
+
+@pytest.mark.parametrize(
+    "directories, fix",
+    [
+        (None, "basic_not_offered"),
+        (Unavailable("no [shell] settings"), "basic_not_offered"),
+        ([], "basic_not_offered"),
+        ([_vdir("EX01", True), _vdir("EX02", False)], "basic_not_offered"),
+        ([_vdir("EX01", True), _vdir("EX02", None)], "basic_not_offered"),
+        ([_vdir("EX01", True), _vdir("EX02", True)], "basic_stripped_in_front"),
+    ],
+)
+def test_basic_not_offered_although_configured_points_in_front(directories, fix):
+    answer = HttpAnswer(EWS, "GET", 401, auth_schemes=("Negotiate", "NTLM"))
+    (finding,) = basic_auth.basic_offered(answer, directories)
+    assert finding.fix == fix
+    assert finding.values == {"host": "mail.contoso.example"}
+
+
 def test_basic_unknown_when_no_challenge():
     [finding] = basic_auth.basic_offered(HttpAnswer(EWS, "GET", 200, "text/html"))
     assert finding.severity == Severity.UNKNOWN
