@@ -164,3 +164,19 @@ def test_basic_on_inside_but_stripped_in_front_is_not_fixed_by_turning_it_on(
     assert "-BasicAuthentication $true" not in script
     assert "Restart-WebAppPool" not in script
     assert script.count("Test-NetConnection") == 1
+
+
+def test_a_grant_that_is_not_effective_is_not_granted_again(scenario_run):
+    run = scenario_run("impersonation_not_effective")
+    [failure] = run.findings("failure")
+    assert failure["sentence"].endswith(
+        "Exchange's configuration already grants them; another grant would change "
+        "nothing, so the fix is to find why EWS does not honour it."
+    )
+    assert failure["fix"] == "configuration_not_effective"
+    for command in ("New-ManagementScope", "New-ManagementRoleAssignment"):
+        assert command not in run.commands()
+    assert (
+        "Import-Module WebAdministration; Restart-WebAppPool -Name "
+        "'MSExchangeServicesAppPool'" in failure["commands"]
+    )

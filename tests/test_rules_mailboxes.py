@@ -244,3 +244,51 @@ def test_unresolved_addresses_say_why_when_the_server_failed():
     assert finding.sentence == (
         f"1 invited address could not be resolved because {SILENT}: a@c.example."
     )
+
+
+def test_a_refused_mailbox_the_configuration_grants_is_not_granted_again():
+    from ewsready.rules.agreement import Configured, configuration_matches_ews
+
+    facts = access(
+        "impersonation",
+        denied("a@c.example", "ErrorImpersonateUserDenied"),
+        denied("room@c.example", "ErrorImpersonateUserDenied"),
+        denied("b@c.example", "ErrorImpersonateUserDenied"),
+    )
+    configured = {
+        "a@c.example": Configured(True, "in the impersonation scope (S)"),
+        "room@c.example": Configured(False, "outside the scope (S)"),
+        "b@c.example": Configured(True, "in the impersonation scope (S)"),
+    }
+
+    findings = rules.every_calendar_readable(facts, UPN, configured)
+
+    assert [(f.fix, f.sentence, f.values["mailboxes"]) for f in findings] == [
+        (
+            "impersonation_scope_gap",
+            f"The service account {UPN} cannot use 1 calendar of 3 impersonating "
+            "(ErrorImpersonateUserDenied): room@c.example.",
+            ["room@c.example"],
+        ),
+        (
+            "configuration_not_effective",
+            f"The service account {UPN} cannot use 2 calendars of 3 impersonating "
+            "(ErrorImpersonateUserDenied): a@c.example and b@c.example. Exchange's "
+            "configuration already grants them; another grant would change nothing, "
+            "so the fix is to find why EWS does not honour it.",
+            ["a@c.example", "b@c.example"],
+        ),
+    ]
+    # The same fix, with the same values, as the configured-vs-effective warning.
+    [warning] = configuration_matches_ews(UPN, facts, configured)
+    assert (warning.fix, warning.values) == (
+        "configuration_not_effective",
+        {"upn": UPN, "mailboxes": ["a@c.example", "b@c.example"]},
+    )
+
+
+@pytest.mark.parametrize("configured", [None, "the shell could not be reached", {}])
+def test_without_the_configuration_the_grant_is_proposed(configured):
+    facts = access("impersonation", denied("a@c.example", "ErrorImpersonateUserDenied"))
+    [finding] = rules.every_calendar_readable(facts, UPN, configured)
+    assert finding.fix == "impersonation_missing"

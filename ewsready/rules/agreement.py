@@ -120,6 +120,23 @@ def _effective(read: MailboxRead, access: str) -> tuple[bool, str] | None:
     return None
 
 
+def granted_but_refused(
+    access: MailboxAccessFacts, configured: Mapping[str, Configured] | str | None
+) -> set[str]:
+    """The case-folded addresses EWS refused although the configuration grants them:
+    for these another grant changes nothing; EWS has to apply the one there is."""
+    if not isinstance(configured, Mapping):
+        return set()
+    refused = set()
+    for read in access.reads:
+        address = (read.read_as or read.address).casefold()
+        setting = configured.get(address)
+        outcome = _effective(read, access.access)
+        if setting is not None and setting.allowed and outcome and not outcome[0]:
+            refused.add(address)
+    return refused
+
+
 def configuration_matches_ews(
     upn: str,
     access: MailboxAccessFacts | Blocked,

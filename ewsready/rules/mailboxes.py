@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from ewsready.facts import AddressFacts, Blocked, MailboxAccessFacts, MailboxRead
 from ewsready.findings import Finding, Severity
 from ewsready.rules import Result, from_blocked, listing, plural
+from ewsready.rules.agreement import Configured, granted_but_refused
 from ewsready.rules.logon import fix_for_server_fault
 
 DETAILED_LIMIT = 25
@@ -37,7 +39,15 @@ def _fix_for(code: str, access: str, count_all: bool) -> str:
     return fix_for_server_fault(code) or "mailbox_read_failed"
 
 
-def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Result:
+def every_calendar_readable(
+    facts: MailboxAccessFacts | Blocked,
+    upn: str,
+    configured: Mapping[str, Configured] | str | None = None,
+) -> Result:
+    """Each invited calendar read as the calendar service would. `configured` is what
+    Exchange's configuration grants per mailbox (agreement.impersonation_configured or
+    delegation_configured; a string when it could not be read): a mailbox it already
+    grants is not given a fix that grants it again."""
     if isinstance(facts, Blocked):
         return from_blocked(facts)
     if facts.error:
@@ -109,8 +119,21 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
     mode = "impersonating" if facts.access == "impersonation" else "as a delegate"
     findings = []
     fixes: dict[str, list[MailboxRead]] = defaultdict(list)
+    granted = granted_but_refused(facts, configured)
+    not_effective = []
     for code, reads in by_code.items():
-        fixes[_fix_for(code, facts.access, len(reads) == total)].extend(reads)
+        kept = [r for r in reads if (r.read_as or r.address).casefold() not in granted]
+        not_effective += [r for r in reads if r not in kept]
+        if kept:
+            fixes[_fix_for(code, facts.access, len(kept) == total)].extend(kept)
+    if not_effective:
+        # In read order, as the configured-vs-effective finding lists them: one fix.
+        position = {
+            (r.read_as or r.address).casefold(): i for i, r in enumerate(facts.reads)
+        }
+        fixes["configuration_not_effective"] = sorted(
+            not_effective, key=lambda r: position[(r.read_as or r.address).casefold()]
+        )
     for fix, reads in fixes.items():
         codes = sorted({r.code for r in reads})
         addresses = [r.read_as or r.address for r in reads]
@@ -122,10 +145,17 @@ def every_calendar_readable(facts: MailboxAccessFacts | Blocked, upn: str) -> Re
                 f"{listing(r.address for r in reads)}."
             )
         else:
+            already = (
+                " Exchange's configuration already grants "
+                f"{'it' if len(reads) == 1 else 'them'}; another grant would change "
+                "nothing, so the fix is to find why EWS does not honour it."
+                if fix == "configuration_not_effective"
+                else ""
+            )
             sentence = (
                 f"The service account {upn} cannot use "
                 f"{plural(len(reads), 'calendar')} of {total} {mode} "
-                f"({', '.join(codes)}): {listing(r.address for r in reads)}."
+                f"({', '.join(codes)}): {listing(r.address for r in reads)}.{already}"
             )
         findings.append(
             Finding(
