@@ -22,6 +22,10 @@ def test_url_answers_like_ews(ews_url_answer):
     expect(rules.answers_like_ews(ews_url_answer))
 
 
-def test_exchange_publishes_the_ews_url(ews_directories, given_ews_url):
+def test_exchange_publishes_the_ews_url(ews_directories, given_ews_url, stand_in_port):
     """ExternalUrl set, https, /EWS/Exchange.asmx, and the URL the service is given."""
-    expect(configuration.external_url_published(ews_directories, given_ews_url))
+    expect(
+        configuration.external_url_published(
+            ews_directories, given_ews_url, stand_in_port
+        )
+    )

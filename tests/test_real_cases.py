@@ -81,6 +81,10 @@ def test_4_owa_url_is_recognised_and_the_ews_url_proposed(scenario_run):
         in run.stdout
     )
     assert run.document["audited_url"] == proposed
+    # Exchange already publishes the EWS URL of that host: nothing to change there,
+    # and never the OWA page as EWS's ExternalUrl.
+    assert not [f for f in run.findings() if f["fix"] == "external_url_differs"]
+    assert "-ExternalUrl" not in run.commands()
 
 
 def test_5_exchange_2010_is_below_the_minimum(scenario_run):

@@ -131,6 +131,66 @@ def test_external_url_published(directory, severity, sentence):
     )
 
 
+OWA = "https://mail.contoso.example/owa"
+
+
+@pytest.mark.parametrize(
+    "published, given, port, sentence, proposed",
+    [
+        # Given the OWA page: the EWS URL of its host is what Exchange should publish.
+        (EWS, OWA, None, None, None),
+        (
+            "https://webmail.contoso.example/EWS/Exchange.asmx",
+            OWA,
+            None,
+            "EX01\\EWS (Default Web Site) publishes "
+            "https://webmail.contoso.example/EWS/Exchange.asmx, but the calendar "
+            f"service is given {OWA} (whose EWS URL is {EWS}).",
+            EWS,
+        ),
+        # The lab's port stands in for 443: shown as given, left out of the fix.
+        (EWS, "https://mail.contoso.example:44089/owa", 44089, None, None),
+        (
+            "https://webmail.contoso.example/EWS/Exchange.asmx",
+            "https://mail.contoso.example:44089/EWS/Exchange.asmx",
+            44089,
+            "EX01\\EWS (Default Web Site) publishes "
+            "https://webmail.contoso.example/EWS/Exchange.asmx, but the calendar "
+            "service is given https://mail.contoso.example:44089/EWS/Exchange.asmx.",
+            EWS,
+        ),
+        # A real port other than 443 is part of the URL.
+        (
+            EWS,
+            "https://mail.contoso.example:8443/EWS/Exchange.asmx",
+            None,
+            f"EX01\\EWS (Default Web Site) publishes {EWS}, but the calendar "
+            "service is given https://mail.contoso.example:8443/EWS/Exchange.asmx.",
+            "https://mail.contoso.example:8443/EWS/Exchange.asmx",
+        ),
+    ],
+)
+def test_external_url_is_compared_with_the_ews_url_given(
+    published, given, port, sentence, proposed
+):
+    findings = rules.external_url_published(
+        [vdir("EX01", external=published)], given, port
+    )
+    assert [(f.sentence, f.fix, f.values["proposed"]) for f in findings] == (
+        [(sentence, "external_url_differs", proposed)] if sentence else []
+    )
+
+
+def test_missing_external_url_proposes_the_given_hosts_ews_url_only():
+    [given] = rules.external_url_published([vdir("EX01", external=None)], OWA)
+    assert (given.fix, given.values["proposed"]) == ("external_url_missing", EWS)
+
+    # Without a given URL the public host is unknown: no internal name is proposed.
+    [unknown] = rules.external_url_published([vdir("EX01", external=None)], None)
+    assert unknown.fix == "external_url_host_unknown"
+    assert unknown.values == {"identity": "EX01\\EWS (Default Web Site)"}
+
+
 def certificate(services, **changes):
     info = cert(**changes)
     return ExchangeCertificateInfo(

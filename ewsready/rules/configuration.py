@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ewsready.builds import lookup, parse_build
 from ewsready.facts import Blocked, HttpAnswer, Unavailable
@@ -273,16 +273,36 @@ def _same_url(a: str, b: str) -> bool:
     )
 
 
-def external_url_published(vdirs: Vdirs, given_url: str | None) -> Result:
+def ews_url_to_publish(given_url: str, stand_in_port: int | None = None) -> str:
+    """The EWS URL for the host the calendar service is given: its own URL when that
+    is one, else https://HOST/EWS/Exchange.asmx (never an OWA or other page). A port
+    that only stands in for 443 (the lab's) is left out, as Exchange would publish
+    it."""
+    proposed = ews_url_for(given_url)
+    parts = urlsplit(proposed)
+    if stand_in_port is not None and parts.port == stand_in_port:
+        proposed = urlunsplit(parts._replace(netloc=parts.hostname or ""))
+    return proposed
+
+
+def external_url_published(
+    vdirs: Vdirs, given_url: str | None, stand_in_port: int | None = None
+) -> Result:
+    """ExternalUrl set, https, /EWS/Exchange.asmx and the EWS URL of the host the
+    calendar service is given. `given_url` is shown as given; `stand_in_port` is a
+    port that stands in for 443 (in the lab), ignored when comparing. Without a given
+    URL the public host is unknown, and no fix invents one."""
     problem = _unavailable(
         vdirs, "EWS virtual directories (Get-WebServicesVirtualDirectory)"
     )
     if problem is not None:
         return problem
+    expected = ews_url_to_publish(given_url, stand_in_port) if given_url else None
+    given_note: tuple[str, ...] = ()
+    if given_url and stand_in_port is not None:
+        given_note = (f"in the lab, port {stand_in_port} stands in for 443",)
     findings = []
     for v in vdirs:
-        proposed = given_url or (ews_url_for(v.internal_url) if v.internal_url else "")
-        values = {"identity": v.identity, "proposed": proposed}
         if not v.external_url:
             severity = Severity.WARN if v.internal_url else Severity.FAIL
             findings.append(
@@ -295,8 +315,16 @@ def external_url_published(vdirs: Vdirs, given_url: str | None) -> Result:
                         else "."
                     ),
                     evidence=(f"InternalUrl: {v.internal_url}", "ExternalUrl: not set"),
-                    fix="external_url_missing",
-                    values=values,
+                    fix=(
+                        "external_url_missing"
+                        if expected
+                        else "external_url_host_unknown"
+                    ),
+                    values=(
+                        {"identity": v.identity, "proposed": expected}
+                        if expected
+                        else {"identity": v.identity}
+                    ),
                     subjects=(v.identity,),
                 )
             )
@@ -314,21 +342,31 @@ def external_url_published(vdirs: Vdirs, given_url: str | None) -> Result:
                     evidence=(f"ExternalUrl: {v.external_url}",),
                     fix="external_url_missing",
                     values={
-                        **values,
-                        "proposed": proposed or ews_url_for(v.external_url),
+                        "identity": v.identity,
+                        # Its own host, when no other is given: that one is public.
+                        "proposed": expected or ews_url_for(v.external_url),
                     },
                     subjects=(v.identity,),
                 )
             )
-        elif given_url and not _same_url(v.external_url, given_url):
+        elif expected and not _same_url(v.external_url, expected):
+            as_given = (
+                ""
+                if _same_url(ews_url_for(given_url), given_url)
+                else f" (whose EWS URL is {expected})"
+            )
             findings.append(
                 Finding(
                     Severity.WARN,
                     f"{v.identity} publishes {v.external_url}, but the calendar service "
-                    f"is given {given_url}.",
-                    evidence=(f"ExternalUrl: {v.external_url}", f"given: {given_url}"),
+                    f"is given {given_url}{as_given}.",
+                    evidence=(
+                        f"ExternalUrl: {v.external_url}",
+                        f"given: {given_url}",
+                        *given_note,
+                    ),
                     fix="external_url_differs",
-                    values=values,
+                    values={"identity": v.identity, "proposed": expected},
                     subjects=(v.identity,),
                 )
             )
