@@ -2,7 +2,9 @@
 
 Loaded once from data/catalogue.toml and validated: each entry has a title, a reason, an
 https documentation link and command templates whose placeholders are all declared.
-Values are quoted by ewsready.powershell when a command is rendered, never by hand.
+Values are quoted by ewsready.powershell when a command is rendered, never by hand;
+in a comment that is prose (not a "# Change: Verb-Noun ..." command to run by hand) a
+value reads as plain text on the comment's one line.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ewsready.powershell import quote, quote_list
+from ewsready.powershell import comment_text, quote, quote_list
 
 CATALOGUE_PATH = Path(__file__).parent / "data" / "catalogue.toml"
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 REQUIRED = {"title": str, "why": str, "doc": str, "values": list, "commands": str}
+# once_per names a value: in remediation.ps1 the first block with a given value of it
+# stands for every later one (they would write the same certificate request file).
+OPTIONAL = {"once_per": str}
 
 
 class CatalogueError(ValueError):
@@ -33,20 +38,37 @@ class Remedy:
     doc: str
     values: tuple[str, ...]
     commands: str
+    once_per: str | None = None
 
     def render(self, values: Mapping[str, object]) -> str:
-        """The commands with every placeholder replaced by a quoted value."""
+        """The commands with every placeholder replaced: by a quoted value in code and
+        in a commented command, by plain text in a comment that is prose."""
         missing = [name for name in self.values if name not in values]
         if missing:
             raise CatalogueError(f"fix {self.id} needs value(s) {', '.join(missing)}")
 
-        def substitute(match: re.Match[str]) -> str:
+        def as_code(match: re.Match[str]) -> str:
             value = values[match.group(1)]
             if isinstance(value, Sequence) and not isinstance(value, str):
                 return quote_list(value)
             return quote(value)
 
-        return PLACEHOLDER.sub(substitute, self.commands).strip("\n")
+        def as_text(match: re.Match[str]) -> str:
+            return comment_text(values[match.group(1)])
+
+        lines = [
+            PLACEHOLDER.sub(as_text if is_prose_comment(line) else as_code, line)
+            for line in self.commands.split("\n")
+        ]
+        return "\n".join(lines).strip("\n")
+
+
+# A comment that holds a command for the admin to run by hand: its values are quoted.
+COMMENTED_COMMAND = re.compile(r"\s*# Change: (?=[A-Z][a-z]+-[A-Z])")
+
+
+def is_prose_comment(line: str) -> bool:
+    return line.lstrip().startswith("#") and not COMMENTED_COMMAND.match(line)
 
 
 def parse_catalogue(data: Mapping[str, object], source: str) -> dict[str, Remedy]:
@@ -59,10 +81,20 @@ def parse_catalogue(data: Mapping[str, object], source: str) -> dict[str, Remedy
                 raise CatalogueError(
                     f"{source}: [{fix_id}] {key} missing or not {kind.__name__}"
                 )
-        extra = set(entry) - set(REQUIRED)
+        extra = set(entry) - set(REQUIRED) - set(OPTIONAL)
         if extra:
             raise CatalogueError(
                 f"{source}: [{fix_id}] unknown key(s) {', '.join(sorted(extra))}"
+            )
+        for key, kind in OPTIONAL.items():
+            if key in entry and not isinstance(entry[key], kind):
+                raise CatalogueError(
+                    f"{source}: [{fix_id}] {key} is not {kind.__name__}"
+                )
+        if "once_per" in entry and entry["once_per"] not in entry["values"]:
+            raise CatalogueError(
+                f"{source}: [{fix_id}] once_per names {entry['once_per']!r}, which is "
+                "not in values"
             )
         if not entry["doc"].startswith("https://"):
             raise CatalogueError(f"{source}: [{fix_id}] doc must be an https link")
@@ -82,6 +114,7 @@ def parse_catalogue(data: Mapping[str, object], source: str) -> dict[str, Remedy
             doc=entry["doc"],
             values=tuple(entry["values"]),
             commands=entry["commands"],
+            once_per=entry.get("once_per"),
         )
     return remedies
 

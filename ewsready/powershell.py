@@ -65,3 +65,14 @@ def quote(value: object) -> str:
 def quote_list(values: Iterable[object]) -> str:
     """A PowerShell array literal of quoted values: @('a', 'b')."""
     return "@(" + ", ".join(quote(v) for v in values) + ")"
+
+
+def comment_text(value: object) -> str:
+    """A value as plain text inside a '#' comment: a list becomes 'a, b', and every
+    character that could end the line (or is not printable) becomes a space, so the
+    comment stays one comment."""
+    if isinstance(value, Iterable) and not isinstance(value, str):
+        text = ", ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return "".join(c if c.isprintable() else " " for c in text)

@@ -21,6 +21,7 @@ import markupsafe
 from ewsready import __version__
 from ewsready.catalogue import remedy
 from ewsready.findings import Finding, Severity
+from ewsready.powershell import comment_text
 from ewsready.text import without_bidi_overrides
 
 ENV = jinja2.Environment(
@@ -167,6 +168,8 @@ class RenderedFinding:
     commands: str | None
     blocked_by: str | None
     subjects: tuple[str, ...]
+    # Findings with the same key share one block in remediation.ps1.
+    script_key: str | None = None
 
     def as_json(self) -> dict:
         return {
@@ -185,6 +188,7 @@ class RenderedFinding:
 
 def render(finding: Finding) -> RenderedFinding:
     """Fill the finding's fix from the catalogue with the finding's values."""
+    script_key = None
     if finding.fix:
         entry = remedy(finding.fix)
         title, why, doc, commands = (
@@ -193,6 +197,8 @@ def render(finding: Finding) -> RenderedFinding:
             entry.doc,
             entry.render(finding.values),
         )
+        if entry.once_per:
+            script_key = f"{entry.once_per}={finding.values[entry.once_per]}"
     else:
         title = why = doc = commands = None
     return RenderedFinding(
@@ -206,6 +212,7 @@ def render(finding: Finding) -> RenderedFinding:
         commands,
         finding.blocked_by,
         finding.subjects,
+        script_key or commands,
     )
 
 
@@ -362,25 +369,33 @@ def remediation_ps1(meta: dict, results: Sequence[CheckResult]) -> str:
         "# run that block alone.",
         "",
     ]
-    seen: set[str] = set()
+    # One block per fix: findings with the same commands, or the same certificate
+    # request file, share the first one's block, each named above it.
+    blocks: dict[str, tuple[str, list[str]]] = {}
     for result in results:
         for finding in result.findings:
             if not finding.commands or finding.severity < Severity.WARN:
                 continue
-            if finding.commands in seen:
-                continue
-            seen.add(finding.commands)
-            lines.append(f"# [{finding.severity.label}] {_comment(finding.sentence)}")
-            lines.extend(finding.commands.splitlines())
-            lines.append("")
-    if not seen:
+            key = finding.script_key or finding.commands
+            header = f"# [{finding.severity.label}] {_comment(finding.sentence)}"
+            if key not in blocks:
+                blocks[key] = (finding.commands, [])
+            if header not in blocks[key][1]:
+                blocks[key][1].append(header)
+    for commands, headers in blocks.values():
+        lines.extend(headers)
+        if len(headers) > 1:
+            lines.append(f"# One fix for the {len(headers)} findings above:")
+        lines.extend(commands.splitlines())
+        lines.append("")
+    if not blocks:
         lines.append("# Nothing to fix.")
     return "\n".join(lines) + "\n"
 
 
 def _comment(text: str) -> str:
     """Text for a '#' comment line: no character that could end the line."""
-    return "".join(c if c.isprintable() else " " for c in str(text))
+    return comment_text(text)
 
 
 def write_atomic(path: Path, text: str, encoding: str = "utf-8") -> None:

@@ -2,7 +2,12 @@ import re
 
 import pytest
 
-from ewsready.catalogue import CatalogueError, catalogue, parse_catalogue
+from ewsready.catalogue import (
+    CatalogueError,
+    catalogue,
+    is_prose_comment,
+    parse_catalogue,
+)
 
 GOOD = {
     "title": "t",
@@ -19,7 +24,58 @@ def test_shipped_catalogue_is_valid_and_every_entry_renders():
     for entry in entries.values():
         rendered = entry.render({name: f"value-of-{name}" for name in entry.values})
         for name in entry.values:
-            assert f"'value-of-{name}'" in rendered or "@('v" in rendered
+            assert f"value-of-{name}" in rendered
+        for line in rendered.splitlines():
+            if is_prose_comment(line):
+                continue
+            for name in entry.values:
+                if f"value-of-{name}" in line:
+                    assert f"'value-of-{name}'" in line, (entry.id, line)
+
+
+PROSE = {**GOOD, "commands": "# Expires {when}, see {names}.\nGet-User {upn}"}
+
+
+def test_values_in_a_prose_comment_read_as_text_on_one_line():
+    entry = parse_catalogue({"x": {**PROSE, "values": ["when", "names", "upn"]}}, "t")[
+        "x"
+    ]
+    rendered = entry.render(
+        {
+            "when": "2026-12-16 18:07 UTC",
+            "names": ["a.example", "b\nStop-Computer"],
+            "upn": "o'brien",
+        }
+    )
+    assert rendered.splitlines() == [
+        "# Expires 2026-12-16 18:07 UTC, see a.example, b Stop-Computer.",
+        "Get-User 'o''brien'",
+    ]
+
+
+def test_values_in_a_commented_command_stay_quoted():
+    entry = parse_catalogue(
+        {
+            "x": {
+                **GOOD,
+                "commands": "# Change: Set-User -Identity {upn}\n"
+                "# Change: turn it on for {upn}:\nGet-User {upn}",
+            }
+        },
+        "t",
+    )["x"]
+    assert entry.render({"upn": "a'b\nc"}).splitlines() == [
+        "# Change: Set-User -Identity ('a''b' + [char]10 + 'c')",
+        "# Change: turn it on for a'b c:",
+        "Get-User ('a''b' + [char]10 + 'c')",
+    ]
+
+
+def test_once_per_names_a_value():
+    [entry] = parse_catalogue({"x": {**GOOD, "once_per": "upn"}}, "t").values()
+    assert entry.once_per == "upn"
+    with pytest.raises(CatalogueError, match="once_per names 'file'"):
+        parse_catalogue({"x": {**GOOD, "once_per": "file"}}, "t")
 
 
 @pytest.mark.parametrize(

@@ -216,3 +216,48 @@ def test_an_offline_audit_never_contacts_the_endpoint(with_manifest, tmp_path):
     certificate = _check(run, "certificate")
     assert certificate["severity"] == "failure"
     assert all("could not" not in f["sentence"] for f in certificate["findings"])
+
+
+def test_without_the_public_url_no_fix_invents_a_host(audit):
+    commands = audit.commands()
+    assert "None" not in commands
+    assert "-DomainName ''" not in commands
+    assert "solo.local/EWS" not in commands  # the internal name is no public URL
+    [external] = [f for f in audit.findings() if "has no ExternalUrl" in f["sentence"]]
+    assert external["commands"].splitlines()[1:] == [
+        "# The audit was not given the public EWS URL (--ews-url), so it cannot fill "
+        "in the host: the InternalUrl's name is not one the internet reaches.",
+        "# Copy the next line without '# Change: ', put the name the internet reaches "
+        "EWS by in place of <public-EWS-host>, then run it.",
+        "# Change: Set-WebServicesVirtualDirectory -Identity 'SOLO-E16A\\EWS (Default "
+        "Web Site)' -ExternalUrl 'https://<public-EWS-host>/EWS/Exchange.asmx'",
+    ]
+    [certificate] = [
+        f for f in audit.findings() if f["sentence"].startswith("No certificate")
+    ]
+    assert certificate["commands"].splitlines()[1:] == [
+        "# A new certificate must name the public EWS host, and the audit was not "
+        "given it (--ews-url), so no request is written here:",
+        "# run the audit again with --ews-url "
+        "https://<public-EWS-host>/EWS/Exchange.asmx to get the request commands "
+        "with that name.",
+    ]
+    assert "New-ExchangeCertificate" not in commands
+
+
+def test_with_the_public_url_the_fixes_name_its_host(real_export, tmp_path):
+    run = run_audit(
+        tmp_path,
+        f"--from-export={real_export}",
+        "--ews-url=https://mail.solo.example/EWS/Exchange.asmx",
+    )
+    commands = run.commands()
+    assert (
+        "Set-WebServicesVirtualDirectory -Identity 'SOLO-E16A\\EWS (Default Web "
+        "Site)' -ExternalUrl 'https://mail.solo.example/EWS/Exchange.asmx'"
+    ) in commands
+    assert (
+        "New-ExchangeCertificate -GenerateRequest -SubjectName 'CN=mail.solo.example' "
+        "-DomainName @('mail.solo.example', 'autodiscover.solo.example')"
+    ) in commands
+    assert "Set-Content -Path 'C:\\certreq\\mail.solo.example.req'" in commands

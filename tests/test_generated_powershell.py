@@ -7,8 +7,10 @@ only where the template has a value, and there the generated command must hold a
 quoted value (a single-quoted literal, or quote()'s concatenation with [char]N, or
 an @() array of those) that evaluates to exactly the tenant's string. So no tenant
 value can stand in command position, inside a double-quoted string or a
-subexpression, or leave the comment it was put in. Commands an admin is told to
-uncomment ("# Change: Verb-Noun ...") are checked the same way.
+subexpression, or leave the comment it was put in. In a comment that is prose a value
+is plain text (powershell.comment_text): the comment must stay one comment holding
+exactly that text. Commands an admin is told to uncomment ("# Change: Verb-Noun ...")
+are checked like code.
 
 Checked twice: every catalogue entry rendered directly with hostile values, and the
 HTML report, results.json and remediation.ps1 of a lab audit of every scenario
@@ -28,6 +30,7 @@ import pytest
 from ewsready import report
 from ewsready.catalogue import PLACEHOLDER, Remedy, catalogue, remedy
 from ewsready.findings import Finding, Severity
+from ewsready.powershell import comment_text
 from lab.scenario import scenario_names
 from tests.pwsh_parser import (
     ArrayExpression,
@@ -42,17 +45,18 @@ from tests.pwsh_parser import (
     evaluate_quoted_list,
     match_template,
     parse,
-    parse_expression,
     utf16,
 )
 
 MARKER = "ewsready-slot-"
 MARKER_IN_TEXT = re.compile(r"'" + MARKER + r"([a-z_]+)'")
+MARKER_IN_COMMENT = re.compile(MARKER + r"([a-z_]+)")
 # A comment that holds a command for the admin to run by hand.
 COMMENTED_COMMAND = re.compile(r"# Change: (?=[A-Z][a-z]+-[A-Z])")
 
 Units = tuple[int, ...]
-SlotValue = Units | list[Units]
+# A quoted value evaluates to UTF-16 units; a value in a prose comment is its text.
+SlotValue = Units | list[Units] | str
 
 HOSTILE = [
     "o'brien`$(Stop-Computer)@legacy.contoso.example",
@@ -125,21 +129,18 @@ def code_slots(expected: Node, generated: Node) -> list[tuple[str, SlotValue]]:
 
 
 def comment_slots(expected: Comment, generated: Comment) -> list[tuple[str, SlotValue]]:
-    """A comment keeps its text; its values are quoted values; a commented command
-    is compared like code."""
+    """A comment keeps its text and holds each value as plain text; a commented
+    command is compared like code."""
     if COMMENTED_COMMAND.match(expected.text):
         assert COMMENTED_COMMAND.match(generated.text), generated.text
         prefix = len("# Change: ")
         return code_slots(parse(expected.text[prefix:]), parse(generated.text[prefix:]))
-    pieces = MARKER_IN_TEXT.split(expected.text)
+    pieces = MARKER_IN_COMMENT.split(expected.text)
     literals, names = pieces[0::2], pieces[1::2]
     pattern = "(.*)".join(re.escape(literal) for literal in literals)
     match = re.fullmatch(pattern, generated.text)
     assert match, f"{generated.text!r} does not follow {expected.text!r}"
-    return [
-        (name, slot_value(parse_expression(text)))
-        for name, text in zip(names, match.groups(), strict=True)
-    ]
+    return list(zip(names, match.groups(), strict=True))
 
 
 def check_fix(fix_id: str, commands: str) -> list[tuple[str, SlotValue]]:
@@ -160,6 +161,12 @@ def as_units(value: str | Sequence[str]) -> SlotValue:
     return utf16(value) if isinstance(value, str) else [utf16(v) for v in value]
 
 
+def as_found(found: SlotValue, value: str | Sequence[str]) -> SlotValue:
+    """What check_fix should have found for value: its text in a prose comment,
+    else its UTF-16 units."""
+    return comment_text(value) if isinstance(found, str) else as_units(value)
+
+
 # --- the check itself ------------------------------------------------------------------
 
 
@@ -170,8 +177,8 @@ def test_check_fix_accepts_quoted_values():
     # The code's values first, then those in comments, each in source order.
     assert check_fix("address_not_primary", commands) == [
         ("primary", utf16("c'd")),
-        ("primary", utf16("c'd")),
-        ("invited", utf16("a\nb")),
+        ("primary", "c'd"),
+        ("invited", "a b"),
         ("primary", utf16("c'd")),
         ("invited", utf16("a\nb")),
     ]
@@ -188,7 +195,8 @@ def test_check_fix_accepts_quoted_values():
         ("'c''d' |", "'c' -Confirm:$false |"),
         ("Get-Mailbox", "Remove-Mailbox"),
         ("# Invite", "Stop-Computer # Invite"),
-        ("not ('a' + [char]10 + 'b')", "not 'a\nStop-Computer #'"),
+        ("not a b.", "not a\nStop-Computer #."),
+        ("not a b.", "not a b.\r$(Stop-Computer)"),
         ("-PrimarySmtpAddress ('a'", "-PrimarySmtpAddress ('a' + $x"),
         ("EmailAddresses", "EmailAddresses\nStop-Computer"),
     ],
@@ -229,7 +237,7 @@ def test_every_fix_keeps_hostile_values_in_string_literals(fix_id):
             found = check_fix(fix_id, commands)
 
             for name, value in found:
-                assert value == as_units(values[name]), (name, values[name])
+                assert value == as_found(value, values[name]), (name, values[name])
 
 
 def test_a_remediation_script_of_every_fix_runs_only_their_cmdlets():

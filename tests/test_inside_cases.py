@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import pytest
+
 UPN = "svc-calendar@contoso.example"
 
 
@@ -155,7 +157,7 @@ def test_basic_on_inside_but_stripped_in_front_is_not_fixed_by_turning_it_on(
     assert wire["fix"] == inside["fix"] == "basic_stripped_in_front"
     assert wire["commands"] == (
         "# On the reverse proxy or load balancer that answers for "
-        "'mail.contoso.example': pass the server's WWW-Authenticate headers through "
+        "mail.contoso.example: pass the server's WWW-Authenticate headers through "
         "(pre-authentication off for /EWS/), or enable Basic pre-authentication "
         "there.\n"
         "Test-NetConnection -ComputerName 'mail.contoso.example' -Port 443"
@@ -180,3 +182,54 @@ def test_a_grant_that_is_not_effective_is_not_granted_again(scenario_run):
         "Import-Module WebAdministration; Restart-WebAppPool -Name "
         "'MSExchangeServicesAppPool'" in failure["commands"]
     )
+
+
+@pytest.mark.parametrize("name", ["contoso", "cert_internal_ca"])
+def test_one_certificate_gets_one_request(scenario_run, name):
+    run = scenario_run(name)
+    script = (run.run_dir / "remediation.ps1").read_text(encoding="utf-8-sig")
+    assert script.count("-GenerateRequest") == 1
+    assert (
+        script.count("Set-Content -Path 'C:\\certreq\\mail.contoso.example.req'") == 1
+    )
+    # Both findings about the certificate head that one block.
+    headers = [
+        line
+        for line in script.splitlines()
+        if line.startswith("# [") and "certificate" in line
+    ]
+    assert len(headers) == 2
+    assert f"{headers[1]}\n# One fix for the 2 findings above:\n" in script
+    assert "private key stays there" not in run.commands()
+
+
+def test_an_expiring_certificate_is_said_to_expire_not_to_be_unfit(scenario_run):
+    run = scenario_run("contoso")
+    [inside] = [f for f in run.findings("warning") if "bound to IIS" in f["sentence"]]
+    [outside] = [
+        f for f in run.findings("warning") if "certificate on" in f["sentence"]
+    ]
+    thumbprint = outside["commands"].split("-Thumbprint '")[1][:40]
+    date = outside["sentence"].split(" expires on ")[1][:10]
+    assert inside["title"] == "The EWS certificate expires soon"
+    assert inside["sentence"] == (
+        "The certificate bound to IIS on ex01.contoso.local, CN=mail.contoso.example "
+        f"(thumbprint {thumbprint}), expires on {date}, "
+        f"in {outside['sentence'].split(', in ')[1]}"
+    )
+    # The same renewal as the endpoint check's; the date in its comment is plain text.
+    assert inside["commands"] == outside["commands"]
+    assert f"# The certificate {thumbprint} expires on {date} " in inside["commands"]
+
+
+def test_a_new_certificate_request_says_why_its_key_is_exportable(scenario_run):
+    run = scenario_run("cert_internal_ca")
+    [inside] = [f for f in run.findings("failure") if "bound to IIS" in f["sentence"]]
+    assert inside["commands"].splitlines()[1:3] == [
+        "# Change: create a certificate request on this server; its key is made "
+        "exportable so the issued certificate can be copied to the other servers "
+        "behind the name:",
+        "$request = New-ExchangeCertificate -GenerateRequest -SubjectName "
+        "'CN=mail.contoso.example' -DomainName @('mail.contoso.example', "
+        "'autodiscover.contoso.example') -KeySize 2048 -PrivateKeyExportable $true",
+    ]

@@ -72,7 +72,7 @@ def test_4_owa_url_is_recognised_and_the_ews_url_proposed(scenario_run):
         f"the EWS endpoint {base}/EWS/Exchange.asmx."
     ) in run.sentences("failure")
     assert (
-        f"# Give the calendar service this URL instead: '{base}/EWS/Exchange.asmx'"
+        f"# Give the calendar service this URL instead: {base}/EWS/Exchange.asmx"
         in run.commands()
     )
     proposed = f"{base}/EWS/Exchange.asmx"

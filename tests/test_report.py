@@ -160,3 +160,53 @@ def test_verdict_detail_tells_the_mode_from_a_selection(meta, detail):
     assert report.verdict_detail(meta, [PASS]) == detail
     # Either way the audit was partial.
     assert report.verdict(meta, [PASS]) == ("PARTIAL" if detail else "READY")
+
+
+def _request(fix, sentence, severity=Severity.FAIL, **values):
+    base = {
+        "subject": "CN=mail.contoso.example",
+        "names": ["mail.contoso.example"],
+        "request_file": "C:\\certreq\\mail.contoso.example.req",
+    }
+    return report.render(
+        Finding(severity, sentence, fix=fix, values={**base, **values})
+    )
+
+
+def test_one_certificate_request_per_request_file_in_the_script():
+    endpoint = _request(
+        "certificate_untrusted_root", "The chain ends in-house.", root="Contoso CA"
+    )
+    inside = _request("iis_certificate_replace", "The IIS certificate is not fit.")
+    other = _request(
+        "iis_certificate_replace",
+        "Another name.",
+        request_file="C:\\certreq\\mail2.contoso.example.req",
+    )
+    script = report.remediation_ps1(
+        {}, [result(findings=[endpoint]), result(findings=[inside, other])]
+    )
+
+    # The report shows each finding's own fix; the script makes each request once.
+    assert "New-ExchangeCertificate -GenerateRequest" in inside.commands
+    assert script.count("New-ExchangeCertificate -GenerateRequest") == 2
+    assert script.count("-Path 'C:\\certreq\\mail.contoso.example.req'") == 1
+    first = script.index("# [failure] The chain ends in-house.")
+    assert script[first:].startswith(
+        "# [failure] The chain ends in-house.\n"
+        "# [failure] The IIS certificate is not fit.\n"
+        "# One fix for the 2 findings above:\n"
+        "# The chain ends at Contoso CA, which is not in the public trust store.\n"
+    )
+    assert "# [failure] Another name.\n" in script
+
+
+def test_identical_fixes_are_written_once_under_every_finding():
+    one = rendered(sentence="Seen from outside.")
+    two = rendered(severity=Severity.WARN, sentence="Seen from inside.")
+    script = report.remediation_ps1({}, [result(findings=[one, two])])
+    assert script.count(one.commands) == 1
+    assert (
+        "# [failure] Seen from outside.\n# [warning] Seen from inside.\n"
+        "# One fix for the 2 findings above:\n" + one.commands
+    ) in script

@@ -118,7 +118,7 @@ def test_a_pin_mismatch_names_both_fingerprints_and_the_fix():
     assert finding.fix == "certificate_pin_mismatch"
     assert finding.values == {"host": HOST, "presented": ":".join(["AB"] * 32)}
     commands = render(finding).commands
-    assert f"# '{HOST}' presents the certificate with SHA-256 'AB:AB:" in commands
+    assert f"# {HOST} presents the certificate with SHA-256 AB:AB:" in commands
     assert "Get-ChildItem Cert:\\LocalMachine\\My" in commands
 
 

@@ -215,6 +215,43 @@ def test_self_signed_iis_certificate_fails():
     assert "it does not name mail.contoso.example" in finding.sentence
 
 
+def test_an_expiring_iis_certificate_is_named_and_renewed_not_replaced():
+    soon = certificate(("IIS",), not_after=NOW + dt.timedelta(days=12, hours=6))
+    [finding] = rules.iis_certificate([soon], "mail.contoso.example", now=NOW)
+    assert finding.severity == Severity.WARN
+    assert finding.sentence == (
+        "The certificate bound to IIS on EX01, CN=mail.contoso.example (thumbprint "
+        f"{'CD' * 20}), expires on 2026-12-16, in 13 days."
+    )
+    # The endpoint check's fix for the same certificate, with the same values, so
+    # remediation.ps1 makes one renewal request.
+    assert finding.fix == "certificate_expiring"
+    assert finding.values == {
+        "thumbprint": "CD" * 20,
+        "request_file": "C:\\certreq\\mail.contoso.example.req",
+        "not_after": "2026-12-16 18:00 UTC",
+    }
+
+
+def test_an_unfit_iis_certificate_is_replaced_by_a_request_for_the_host():
+    bad = certificate(("IIS",), self_signed=True, self_issued=True, dns_names=("EX01",))
+    [finding] = rules.iis_certificate([bad], "mail.contoso.example", now=NOW)
+    assert finding.fix == "iis_certificate_replace"
+    assert finding.values == {
+        "subject": "CN=mail.contoso.example",
+        "names": ["mail.contoso.example", "autodiscover.contoso.example"],
+        "request_file": "C:\\certreq\\mail.contoso.example.req",
+    }
+
+
+def test_without_the_ews_host_no_request_is_invented():
+    bad = certificate(("IIS",), self_signed=True, self_issued=True, dns_names=("EX01",))
+    [finding] = rules.iis_certificate([bad], None, now=NOW)
+    assert (finding.fix, finding.values) == ("iis_certificate_host_unknown", {})
+    [missing] = rules.iis_certificate([certificate(("SMTP",))], None, now=NOW)
+    assert (missing.fix, missing.values) == ("iis_certificate_host_unknown", {})
+
+
 def test_presented_certificate_that_is_not_bound_is_a_warning():
     good = certificate(("IIS",))
     findings = rules.iis_certificate(

@@ -34,13 +34,19 @@ def request_names(host: str) -> list[str]:
     return names
 
 
+def request_file(name: str) -> str:
+    """Where a certificate request for the EWS host name goes: one file per name, so
+    every finding about that name's certificate writes (and shares) the same one."""
+    return f"C:\\certreq\\{name}.req"
+
+
 def request_values(host: str) -> dict[str, object]:
     """Values for the certificate request commands."""
     return {
         "host": host,
         "subject": f"CN={host}",
         "names": request_names(host),
-        "request_file": f"C:\\certreq\\{host}.req",
+        "request_file": request_file(host),
     }
 
 
@@ -277,7 +283,7 @@ def names_the_host(facts: Facts) -> Result:
 
 
 def _renewal_file(facts: CertificateFacts) -> str:
-    return f"C:\\certreq\\{facts.host}-renewal.req"
+    return request_file(facts.host)
 
 
 def within_validity(facts: Facts) -> Result:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from ewsready.builds import lookup, parse_build
 from ewsready.facts import Blocked, HttpAnswer, Unavailable
 from ewsready.findings import Finding, Severity
-from ewsready.rules import Result, from_blocked, listing
-from ewsready.rules.certificate import EXPIRY_WARNING_DAYS, names_match
+from ewsready.rules import Result, from_blocked, listing, plural
+from ewsready.rules.certificate import (
+    EXPIRY_WARNING_DAYS,
+    names_match,
+    request_file,
+    request_values,
+)
 from ewsready.rules.ews_url import ews_url_for
 from ewsready.shellfacts import (
     AccountInfo,
@@ -376,6 +382,17 @@ def external_url_published(
 # --- certificates in the servers' stores ----------------------------------------------
 
 
+def _replacement(host: str | None) -> tuple[str, dict[str, object]]:
+    """The fix for a certificate that has to be replaced: a request for the EWS host,
+    or, when the run was not given the host, a note that no request can be named."""
+    if not host:
+        return "iis_certificate_host_unknown", {}
+    values = request_values(host)
+    return "iis_certificate_replace", {
+        k: values[k] for k in ("subject", "names", "request_file")
+    }
+
+
 def iis_certificate(
     certificates: Certificates,
     host: str | None,
@@ -392,6 +409,7 @@ def iis_certificate(
     now = now or dt.datetime.now(dt.UTC)
     bound = [c for c in certificates if c.bound_to_iis]
     candidates = bound or [c for c in certificates if c.bound_to_iis is None]
+    fix, values = _replacement(host)
     if not candidates:
         return [
             Finding(
@@ -401,12 +419,8 @@ def iis_certificate(
                     f"{c.thumbprint}: {', '.join(c.services or ())}"
                     for c in certificates
                 ),
-                fix="iis_certificate_replace",
-                values={
-                    "host": host or "",
-                    "subject": f"CN={host}",
-                    "request_file": f"C:\\certreq\\{host}.req",
-                },
+                fix=fix,
+                values=values,
             )
         ]
 
@@ -440,11 +454,6 @@ def iis_certificate(
     )
     servers = sorted({c.server for c in candidates if c.server})
     where = f" on {listing(servers)}" if servers else ""
-    values = {
-        "host": host or "",
-        "subject": f"CN={host}",
-        "request_file": f"C:\\certreq\\{host}.req",
-    }
 
     def described(items: list[ExchangeCertificateInfo], which: int) -> str:
         return "; ".join(
@@ -470,25 +479,13 @@ def iis_certificate(
                 Severity.FAIL,
                 sentence,
                 evidence=evidence,
-                fix="iis_certificate_replace",
+                fix=fix,
                 values=values,
                 subjects=tuple(c.thumbprint for c in candidates),
             )
         )
-    else:
-        soon = [c for c in usable if judged[c.thumbprint][1]]
-        if len(soon) == len(usable):
-            findings.append(
-                Finding(
-                    Severity.WARN,
-                    f"The certificate{'s' if len(soon) > 1 else ''} that IIS{where} "
-                    f"can serve will expire soon: {described(soon, 1)}.",
-                    evidence=evidence,
-                    fix="iis_certificate_replace",
-                    values=values,
-                    subjects=tuple(c.thumbprint for c in soon),
-                )
-            )
+    elif all(judged[c.thumbprint][1] for c in usable):
+        findings += _expiring_soon(usable, bool(bound), host, evidence, now)
     if bound and presented_thumbprints:
         configured = {c.thumbprint for c in bound}
         strangers = [t for t in presented_thumbprints if t.upper() not in configured]
@@ -503,6 +500,49 @@ def iis_certificate(
                     subjects=tuple(strangers),
                 )
             )
+    return findings
+
+
+def _expiring_soon(
+    usable: Sequence[ExchangeCertificateInfo],
+    bound: bool,
+    host: str | None,
+    evidence: tuple[str, ...],
+    now: dt.datetime,
+) -> Result:
+    """Every certificate IIS could serve is good but expires soon: one warning per
+    certificate, whose fix is its renewal. With the EWS host known, the renewals
+    share that name's request file, so remediation.ps1 makes one request."""
+    findings = []
+    servers: dict[str, list[str]] = {}
+    for c in usable:
+        servers.setdefault(c.thumbprint, []).extend([c.server] if c.server else [])
+    for thumbprint, names in servers.items():
+        c = next(u for u in usable if u.thumbprint == thumbprint)
+        info = c.certificate
+        assert info is not None  # a certificate without RawData is not usable
+        days = math.ceil((info.not_after - now).total_seconds() / 86400)
+        where = f" on {listing(sorted(set(names)))}" if names else ""
+        which = (
+            f"bound to IIS{where}"
+            if bound
+            else f"in the store{where} that IIS can serve"
+        )
+        findings.append(
+            Finding(
+                Severity.WARN,
+                f"The certificate {which}, {info.subject} (thumbprint {thumbprint}), "
+                f"expires on {info.not_after:%Y-%m-%d}, in {plural(days, 'day')}.",
+                evidence=evidence,
+                fix="certificate_expiring",
+                values={
+                    "thumbprint": thumbprint,
+                    "request_file": request_file(host or thumbprint),
+                    "not_after": f"{info.not_after:%Y-%m-%d %H:%M} UTC",
+                },
+                subjects=(thumbprint,),
+            )
+        )
     return findings
 
 
