@@ -81,9 +81,10 @@ def test_contoso_report_shows_verdict_and_fixes(scenario_run):
     run = scenario_run("contoso")
     dom = dump_dom(run.run_dir / "report.html")
     assert "NOT READY for the calendar service" in dom
-    # Eight findings; the impersonation scope and the version each have one fix.
-    assert "What to fix: 8 findings, 6 distinct fixes" in dom
-    assert dom.count('<pre class="fix">') == 6 + 8  # the summary, then each row
+    # Eight findings; the impersonation scope, the version and the expiring
+    # certificate (seen at the endpoint and in IIS) each have one fix.
+    assert "What to fix: 8 findings, 5 distinct fixes" in dom
+    assert dom.count('<pre class="fix">') == 5 + 8  # the summary, then each row
     assert "Why it matters:" in dom
     assert "https://learn.microsoft.com/" in dom
 
