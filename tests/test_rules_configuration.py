@@ -564,3 +564,18 @@ def test_errors_naming_no_mailbox_doubt_only_the_failures(granted, severity):
     assert (
         "Get-ADPermission failed: Active Directory timed out." in findings[0].sentence
     )
+
+
+def test_no_target_mailbox_is_never_a_pass():
+    scope_facts = [scope("ana@contoso.example")]
+    checks = [
+        rules.impersonation_reaches_every_mailbox(
+            "impersonation", UPN, SVC, [assignment()], scope_facts, []
+        ),
+        rules.send_as_on_every_mailbox("delegate", UPN, {}, [], []),
+        rules.calendar_editor_on_every_mailbox("delegate", UPN, {}, {}, []),
+    ]
+    for findings in checks:
+        (finding,) = findings
+        assert finding.severity == Severity.UNKNOWN
+        assert finding.sentence.startswith("No target mailbox to check ")

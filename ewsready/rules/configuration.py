@@ -114,6 +114,18 @@ def _unattributed(
     ]
 
 
+def _no_targets(what: str) -> Result:
+    """A check over no mailbox has not checked anything: say so, never pass."""
+    return [
+        Finding(
+            Severity.UNKNOWN,
+            f"No target mailbox to check {what} on: the audit was given no invited "
+            "mailbox that Exchange has (mailboxes.invited in the tenant file, or "
+            "--mailbox).",
+        )
+    ]
+
+
 # Calendar roles that include Editor's rights (read, create, modify, delete items).
 EDITOR_OR_MORE = frozenset({"editor", "publishingeditor", "owner"})
 
@@ -655,6 +667,8 @@ def impersonation_reaches_every_mailbox(
                 subjects=(upn,),
             )
         ]
+    if not targets:
+        return _no_targets("the impersonation scope")
     if any((a.write_scope or "Organization") == "Organization" for a in reaching):
         whole = [
             a.name
@@ -721,6 +735,8 @@ def send_as_on_every_mailbox(
     ):
         if isinstance(facts, Unavailable):
             return _unavailable(facts, what) or []
+    if not targets:
+        return _no_targets("Send As")
     allowed: set[str] = set()
     denied: set[str] = set()
     for entry in entries:
@@ -781,6 +797,8 @@ def calendar_editor_on_every_mailbox(
     ):
         if isinstance(facts, Unavailable):
             return _unavailable(facts, what) or []
+    if not targets:
+        return _no_targets("calendar permissions")
     unread, findings = _unread_mailboxes("calendar permissions", targets, errors)
     short, no_calendar = [], []
     for target in targets:
