@@ -51,7 +51,7 @@ def test_findings_of_the_real_export(audit):
         f for f in failures if f.startswith("No certificate in the store")
     ]
     for thumbprint in ("92E196F3", "823884A3", "A60C6E62"):
-        assert f"{thumbprint}… it is self-signed" in certificates
+        assert f"({thumbprint}…) is self-signed" in certificates
 
 
 def test_the_offline_verdict_is_partial_and_says_why(audit):

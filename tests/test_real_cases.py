@@ -39,7 +39,9 @@ def test_2a_internal_enterprise_root(scenario_run):
         "The certificate on mail.contoso.example chains to 'Contoso Enterprise Root CA', "
         "which is not a public root."
     ) in failures
-    assert any("its root is not public (RootCAType Enterprise)" in f for f in failures)
+    assert any(
+        "has a root that is not public (RootCAType Enterprise)" in f for f in failures
+    )
     assert (
         "New-ExchangeCertificate -GenerateRequest -SubjectName "
         "'CN=mail.contoso.example'" in run.commands()

@@ -440,20 +440,20 @@ def iis_certificate(
         """(what makes it unusable, what only needs attention soon)."""
         info = c.certificate
         if info is None:
-            return ["its RawData could not be read"], []
+            return ["could not be read (no RawData)"], []
         hard, soft = [], []
         if info.self_signed:
-            hard.append("it is self-signed")
+            hard.append("is self-signed")
         elif c.root_ca_type is not None and c.root_ca_type != "ThirdParty":
-            hard.append(f"its root is not public (RootCAType {c.root_ca_type})")
+            hard.append(f"has a root that is not public (RootCAType {c.root_ca_type})")
         if host and not any(names_match(n, host) for n in info.dns_names):
-            hard.append(f"it does not name {host}")
+            hard.append(f"does not name {host}")
         if info.not_after < now:
-            hard.append(f"it expired on {info.not_after:%Y-%m-%d}")
+            hard.append(f"expired on {info.not_after:%Y-%m-%d}")
         elif (info.not_after - now).days < EXPIRY_WARNING_DAYS:
-            soft.append(f"it expires on {info.not_after:%Y-%m-%d}")
+            soft.append(f"expires on {info.not_after:%Y-%m-%d}")
         if (info.signature_hash or "") in ("sha1", "md5") and not info.self_signed:
-            hard.append(f"it is signed with {info.signature_hash.upper()}")
+            hard.append(f"is signed with {info.signature_hash.upper()}")
         return hard, soft
 
     judged = {c.thumbprint: problems_of(c) for c in candidates}
@@ -468,8 +468,10 @@ def iis_certificate(
     where = f" on {listing(servers)}" if servers else ""
 
     def described(items: list[ExchangeCertificateInfo], which: int) -> str:
+        """'CN=x (92E196F3…) is self-signed and expired on ...; CN=y (...) ...'"""
         return "; ".join(
-            f"{c.thumbprint[:8]}… {', '.join(judged[c.thumbprint][which])}"
+            f"{c.certificate.subject if c.certificate else 'a certificate'} "
+            f"({c.thumbprint[:8]}…) {listing(judged[c.thumbprint][which], limit=9)}"
             for c in items
         )
 
