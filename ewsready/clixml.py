@@ -262,6 +262,11 @@ _BOMS = (
 )
 
 
+# The most values a file's references may stand for, all <Ref>s together; a real
+# export's shared objects (server versions, identities) stand for a few per object.
+MAX_EXPANDED_VALUES = 2_000_000
+
+
 class _Reader:
     """One file: its name for messages, how to open it, and the reference tables."""
 
@@ -271,6 +276,10 @@ class _Reader:
         self.type_chains: dict[str, tuple[str, ...]] = {}
         self.objects: dict[str, Any] = {}
         self.wanted: frozenset[str] = frozenset()
+        # Values the file's <Ref>s stand for, counted as if copied out: references to
+        # references can stand for far more than the file holds (a "reference bomb").
+        self.expanded = 0
+        self._sizes: dict[int, int] = {}
 
     def error(self, element: etree._Element | None, message: str) -> ClixmlError:
         line = element.sourceline if element is not None else None
@@ -396,7 +405,15 @@ class _Reader:
                 raise self.error(
                     element, f"<Ref RefId={ref_id!r}> names no complete earlier object"
                 )
-            return self.objects[ref_id]
+            found = self.objects[ref_id]
+            self.expanded += self._size(found)
+            if self.expanded > MAX_EXPANDED_VALUES:
+                raise self.error(
+                    element,
+                    f"its references stand for more than {MAX_EXPANDED_VALUES:,} "
+                    "values; refusing to expand them",
+                )
+            return found
         if name == "Nil":
             return None
         convert = _PRIMITIVES.get(name or "")
@@ -410,6 +427,23 @@ class _Reader:
         except (ValueError, ArithmeticError, binascii.Error) as exc:
             shown = text if len(text) <= 60 else text[:57] + "..."
             raise self.error(element, f"<{name}> holds {shown!r}: {exc}") from None
+
+    def _size(self, value: Any) -> int:
+        """How many values `value` holds when every shared part is counted each time
+        it appears; remembered per object, so shared parts are walked once."""
+        key = id(value)
+        if key in self._sizes:
+            return self._sizes[key]
+        if isinstance(value, PSObject):
+            size = 1 + sum(self._size(v) for v in value.properties.values())
+        elif isinstance(value, tuple | list):
+            size = 1 + sum(self._size(v) for v in value)
+        elif isinstance(value, dict):
+            size = 1 + sum(self._size(k) + self._size(v) for k, v in value.items())
+        else:
+            return 1
+        self._sizes[key] = size
+        return size
 
     def _type_names(self, element: etree._Element) -> tuple[str, ...]:
         if _local(element) == "TNRef":

@@ -10,6 +10,7 @@ import hashlib
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -635,3 +636,32 @@ def test_document_type_in_a_utf16_file_is_refused(tmp_path):
     path.write_bytes(text.encode("utf-16-le"))
     with pytest.raises(clixml.ClixmlError, match="declares a document type"):
         clixml.read_file(path)
+
+
+def reference_bomb(levels: int) -> str:
+    """A list of ten strings, then lists of ten references to the list before: the
+    last stands for 10**levels strings, in a file of a few kilobytes."""
+    parts = [
+        '<Obj N="J0" RefId="900"><TN RefId="900"><T>System.Collections.ArrayList</T>'
+        "</TN><LST>" + "<S>abcdefghij</S>" * 10 + "</LST></Obj>"
+    ]
+    for level in range(1, levels + 1):
+        refs = f'<Ref RefId="{900 + level - 1}"/>' * 10
+        parts.append(
+            f'<Obj N="J{level}" RefId="{900 + level}"><TNRef RefId="900"/>'
+            f"<LST>{refs}</LST></Obj>"
+        )
+    props = "".join(parts) + f'<Ref N="Name" RefId="{900 + levels}"/>'
+    return f'<Obj RefId="0"><TN RefId="1"><T>X</T></TN><Props>{props}</Props></Obj>'
+
+
+def test_a_reference_bomb_is_refused_before_it_is_expanded():
+    started = time.monotonic()
+    with pytest.raises(clixml.ClixmlError, match="refusing to expand them"):
+        clixml.loads(objs(reference_bomb(11)))
+    assert time.monotonic() - started < 5
+
+
+def test_shared_references_within_reason_are_read():
+    (value,) = clixml.loads(objs(reference_bomb(3)))
+    assert len(value["Name"]) == 10 and len(value["Name"][0][0]) == 10

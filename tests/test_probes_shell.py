@@ -233,3 +233,19 @@ def test_a_held_receive_gives_the_session_up_once_and_leaves_no_thread_behind():
     while time.monotonic() < deadline and set(threading.enumerate()) - before:
         time.sleep(0.1)
     assert set(threading.enumerate()) - before == set()
+
+
+def test_a_reference_bomb_in_an_answer_is_refused_quickly():
+    import time
+
+    from ewsready.probes.shell import TooManyValues, convert
+
+    # pypsrp resolves <Ref>s to shared objects: ten references to ten references...
+    shared: object = ["abcdefghij"] * 10
+    for _ in range(9):
+        shared = [shared] * 10
+    started = time.monotonic()
+    with pytest.raises(TooManyValues, match="more than 1,000,000 values"):
+        convert(shared)
+    assert time.monotonic() - started < 10
+    assert convert([["a"] * 10] * 10) == (("a",) * 10,) * 10

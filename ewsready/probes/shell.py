@@ -94,32 +94,54 @@ def _list_items(fragment: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def convert(value: Any) -> Any:
-    """pypsrp's deserialized values as plain Python and PSObject."""
+# The most values one output object may expand to. pypsrp resolves CLIXML <Ref>s to
+# shared objects, so references to references can stand for far more than the
+# answer's size; converting them copies every one.
+MAX_VALUES_PER_OBJECT = 1_000_000
+
+
+class TooManyValues(ShellError):
+    """An output object whose references expand beyond MAX_VALUES_PER_OBJECT."""
+
+
+def convert(value: Any, budget: list[int] | None = None) -> Any:
+    """pypsrp's deserialized values as plain Python and PSObject, refusing an object
+    that expands to more than MAX_VALUES_PER_OBJECT values (a reference bomb)."""
     from pypsrp.complex_objects import ComplexObject, GenericComplexObject
+
+    budget = [MAX_VALUES_PER_OBJECT] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TooManyValues(
+            f"an object in the answer expands to more than "
+            f"{MAX_VALUES_PER_OBJECT:,} values through its references; refused"
+        )
+
+    def inner(item: Any) -> Any:
+        return convert(item, budget)
 
     if isinstance(value, GenericComplexObject):
         if "System.Enum" in value.types and value.to_string is not None:
             return value.to_string  # enums and flags read as Exchange prints them
-        properties = {k: convert(v) for k, v in value.adapted_properties.items()}
-        properties.update({k: convert(v) for k, v in value.extended_properties.items()})
+        properties = {k: inner(v) for k, v in value.adapted_properties.items()}
+        properties.update({k: inner(v) for k, v in value.extended_properties.items()})
         raw = value.property_sets[0] if len(value.property_sets) == 1 else None
         if not properties and isinstance(raw, str) and raw.lstrip().startswith("<LST"):
             return _list_items(raw)  # an Exchange multi-valued property
         if not properties and value.property_sets:
             return (
-                convert(value.property_sets[0])
+                inner(value.property_sets[0])
                 if len(value.property_sets) == 1
-                else tuple(convert(v) for v in value.property_sets)
+                else tuple(inner(v) for v in value.property_sets)
             )
         return PSObject(tuple(value.types), properties, value.to_string)
     if isinstance(value, ComplexObject):
         # Known types (enums and the like) are read through their string form.
         return str(value)
     if isinstance(value, list | tuple):
-        return tuple(convert(v) for v in value)
+        return tuple(inner(v) for v in value)
     if isinstance(value, dict):
-        return {convert(k): convert(v) for k, v in value.items()}
+        return {inner(k): inner(v) for k, v in value.items()}
     return value
 
 
