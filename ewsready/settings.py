@@ -8,10 +8,12 @@ command line: it comes from EWSREADY_PASSWORD, a password file or AWS Secrets Ma
 from __future__ import annotations
 
 import csv
+import io
 import ipaddress
 import logging
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -254,9 +256,28 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     return number
 
 
+# The authority's user information (user:password@), whether or not the URL parses.
+_USERINFO = re.compile(r"^(?P<head>[^:/?#]*:)?//(?P<userinfo>[^/?#]*)@")
+
+
 def check_ews_url(url: str, name: str = "ews.url") -> str:
-    """An absolute https URL with a valid host; the path is judged by the ews_url check."""
-    url = _clean(url.strip(), name)
+    """An absolute https URL with a valid host; the path is judged by the ews_url check.
+
+    A URL with a user name or password in it is refused first, so no message ever
+    echoes a password written into the URL."""
+    url = url.strip()
+    if _USERINFO.match(url):
+        table = name.partition(".")[0]
+        account, secret = (
+            ("service_account.username", PASSWORD_ENV)
+            if table == "ews"
+            else (f"{table}.username", REMOTE_PASSWORD_ENV.get(table, PASSWORD_ENV))
+        )
+        raise SettingsError(
+            f"{name}: the URL holds a user name or password; give the account in "
+            f"{account} and the password through {secret}"
+        )
+    url = _clean(url, name)
     try:
         parts = urlsplit(url)
         port = parts.port  # urllib raises here for a port out of range
@@ -267,15 +288,35 @@ def check_ews_url(url: str, name: str = "ews.url") -> str:
             f"{name} = {url!r} is not an absolute URL; expected "
             "https://mail.example.com/EWS/Exchange.asmx"
         )
-    if parts.username is not None or parts.password is not None:
-        raise SettingsError(
-            f"{name}: the URL holds a user name or password; give the service account "
-            "in service_account.username and the password through EWSREADY_PASSWORD"
-        )
     if port == 0:
         raise SettingsError(f"{name} = {url!r} has port 0")
     check_host(parts.hostname, name)
     return url
+
+
+def check_basic_user(username: str, name: str) -> str:
+    """Basic authentication sends "user:password": a user name with a colon in it
+    would be cut short by the server."""
+    username = _clean(username, name)
+    if ":" in username:
+        raise SettingsError(
+            f"{name} = {username!r} holds ':', which Basic authentication cannot send "
+            "in a user name"
+        )
+    return username
+
+
+def check_basic_password(password: Secret, source: str) -> Secret:
+    """Basic credentials travel as Latin-1 (requests and IIS agree on nothing else);
+    a password with other characters would be refused as if it were wrong."""
+    try:
+        password.reveal().encode("latin-1")
+    except UnicodeEncodeError:
+        raise SettingsError(
+            f"{source}: the password holds a character outside Latin-1, which Basic "
+            "authentication cannot send; choose a password of Latin-1 characters"
+        ) from None
+    return password
 
 
 def check_address(address: str, name: str) -> str:
@@ -306,13 +347,41 @@ def parse_resolver(text: str, name: str = "network.resolvers") -> Resolver:
     return Resolver(host, number)
 
 
+def read_small_file(path: Path, setting: str, limit: int) -> bytes:
+    """A regular file's bytes, at most `limit` of them: a FIFO, a device or a folder
+    named by mistake is refused instead of waited on or read without end."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise SettingsError(
+            f"{setting} {path}: cannot be read ({exc.strerror})"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SettingsError(f"{setting} {path}: not a regular file")
+    if info.st_size > limit:
+        raise SettingsError(
+            f"{setting} {path}: {info.st_size:,} bytes, more than the {limit:,} "
+            "expected"
+        )
+    try:
+        with path.open("rb") as handle:
+            return handle.read(limit + 1)[:limit]
+    except OSError as exc:
+        raise SettingsError(
+            f"{setting} {path}: cannot be read ({exc.strerror})"
+        ) from None
+
+
 def read_mailbox_csv(path: Path) -> tuple[str, ...]:
     """Invited addresses from a CSV: the 'address' column if there is one, else the first."""
+    data = read_small_file(path, "mailboxes.csv", 64 * 1024 * 1024)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [
-                row for row in csv.reader(handle) if row and any(c.strip() for c in row)
-            ]
+        text = data.decode("utf-8-sig")
+        rows = [
+            row
+            for row in csv.reader(io.StringIO(text, newline=""))
+            if row and any(c.strip() for c in row)
+        ]
     except OSError as exc:
         raise SettingsError(
             f"mailboxes.csv {path}: cannot be read ({exc.strerror})"
@@ -338,22 +407,17 @@ def read_mailbox_csv(path: Path) -> tuple[str, ...]:
     )
 
 
-def read_password_file(path: Path) -> Secret:
-    if path.exists() and not path.is_file():
-        raise SettingsError(f"service_account.password_file {path}: not a regular file")
+def read_password_file(
+    path: Path, setting: str = "service_account.password_file"
+) -> Secret:
+    data = read_small_file(path, setting, 64 * 1024)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SettingsError(
-            f"service_account.password_file {path}: cannot be read ({exc.strerror})"
-        ) from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise SettingsError(
-            f"service_account.password_file {path}: not UTF-8 text"
-        ) from None
+        raise SettingsError(f"{setting} {path}: not UTF-8 text") from None
     password = text.rstrip("\r\n")
     if not password:
-        raise SettingsError(f"service_account.password_file {path}: the file is empty")
+        raise SettingsError(f"{setting} {path}: the file is empty")
     return Secret(password)
 
 
@@ -419,7 +483,7 @@ def build_settings(
 
     username = pick("service_account.username", "EWSREADY_USERNAME")
     if username:
-        username = _clean(str(username), "service_account.username")
+        username = check_basic_user(str(username), "service_account.username")
     if not username:
         raise SettingsError(
             "service_account.username is not set; expected the service account's UPN"
@@ -453,6 +517,7 @@ def build_settings(
             f"no password: set {PASSWORD_ENV}, or service_account.password_file, "
             "or service_account.aws_secret_id in the tenant file"
         )
+    check_basic_password(password, "the service account's password")
 
     mailboxes: list[str] = []
     for n, address in enumerate(
@@ -602,16 +667,20 @@ def _remote(
     if env.get(env_name):
         password = Secret(env[env_name])
     elif file_values.get(f"{table}.password_file"):
-        password = read_password_file(path(file_values[f"{table}.password_file"]))
+        password = read_password_file(
+            path(file_values[f"{table}.password_file"]), f"{table}.password_file"
+        )
     elif inherited.get("password") and not file_values.get(f"{table}.username"):
         password = inherited["password"]
     else:
         raise SettingsError(
             f"no {table} password: set {env_name} or {table}.password_file"
         )
+    if auth == "basic":
+        check_basic_password(password, f"the [{table}] account's password")
     return {
         f"{table}_url": url,
-        f"{table}_username": _clean(str(username), f"{table}.username"),
+        f"{table}_username": check_basic_user(str(username), f"{table}.username"),
         f"{table}_password": password,
         f"{table}_auth": auth,
     }
@@ -653,12 +722,7 @@ def check_ca_bundle(path: Path) -> Path:
     """The file must exist and hold at least one PEM certificate."""
     from cryptography import x509
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SettingsError(
-            f"network.ca_bundle {path}: cannot be read ({exc.strerror})"
-        ) from None
+    data = read_small_file(path, "network.ca_bundle", 16 * 1024 * 1024)
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:

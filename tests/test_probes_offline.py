@@ -883,3 +883,9 @@ def test_get_aduser_refuses_other_filters(export):
     with_ad_user(export, Obj("svc", UserPrincipalName=SERVICE))
     with pytest.raises(ShellError, match="can answer -Filter"):
         ExportFolder(export).run((Cmdlet("Get-ADUser", {"Filter": "Name -like '*'"}),))
+
+
+def test_a_deeply_nested_manifest_is_one_clear_error(export):
+    (export / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(offline.ExportFolderError, match="nested too deeply"):
+        ExportFolder(export)

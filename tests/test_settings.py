@@ -650,3 +650,95 @@ def test_target_mailboxes_of_an_offline_audit():
         "--mailbox=zoe@contoso.example contradicts the export: collect.ps1 read only "
         "the 2 mailbox(es) given to -Mailbox (ann@contoso.example, bo@contoso.example)"
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:S3cretLeak@mail.contoso.com:99999/EWS/Exchange.asmx",
+        "ftp://user:S3cretLeak@mail.contoso.com/EWS/Exchange.asmx",
+        "https://user:S3cret\x01Leak@mail.contoso.com/EWS/Exchange.asmx",
+        "https://u:S3cretLeak@[::1/EWS/Exchange.asmx",
+        "https://S3cretLeak@mail.contoso.com/EWS/Exchange.asmx",
+    ],
+)
+def test_a_password_in_a_url_is_never_echoed(url):
+    with pytest.raises(SettingsError) as caught:
+        build({"ews.url": url})
+    message = str(caught.value)
+    assert "S3cret" not in message
+    assert message == (
+        "ews.url: the URL holds a user name or password; give the account in "
+        "service_account.username and the password through EWSREADY_PASSWORD"
+    )
+
+
+def test_a_password_in_the_shell_url_names_the_shell_settings():
+    with pytest.raises(SettingsError) as caught:
+        build({**SHELL, "shell.url": "ftp://u:ShellPwLeak@ex01/PowerShell"})
+    assert "ShellPwLeak" not in str(caught.value)
+    assert "shell.username" in str(caught.value)
+    assert "EWSREADY_SHELL_PASSWORD" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["mailboxes.csv", "network.ca_bundle"])
+def test_a_fifo_is_refused_not_waited_on(tmp_path, key):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SettingsError, match=f"^{key} .*: not a regular file$"):
+        build({key: str(fifo)})
+
+
+@pytest.mark.parametrize(
+    "key", ["mailboxes.csv", "network.ca_bundle", "service_account.password_file"]
+)
+def test_a_device_is_refused_not_read_without_end(key):
+    env = {} if key == "service_account.password_file" else ENV
+    with pytest.raises(SettingsError, match="not a regular file"):
+        build({key: "/dev/zero"}, env=env)
+
+
+def test_an_oversized_password_file_is_refused(tmp_path):
+    big = tmp_path / "pw"
+    big.write_bytes(b"x" * 70_000)
+    with pytest.raises(SettingsError, match="more than the 65,536 expected"):
+        build({"service_account.password_file": str(big)}, env={})
+
+
+@pytest.mark.parametrize(
+    "values, env, message",
+    [
+        (
+            {},
+            {"EWSREADY_PASSWORD": "Pw\u20acuro"},
+            "the service account's password: the password holds a character outside "
+            "Latin-1",
+        ),
+        (
+            SHELL,
+            {**ENV, "EWSREADY_SHELL_PASSWORD": "Sh\u20acll"},
+            "the [shell] account's password: the password holds a character outside "
+            "Latin-1",
+        ),
+        (
+            {"service_account.username": "a:b@contoso.example"},
+            ENV,
+            "service_account.username = 'a:b@contoso.example' holds ':'",
+        ),
+    ],
+)
+def test_what_basic_authentication_cannot_send(values, env, message):
+    with pytest.raises(SettingsError) as caught:
+        build(values, env=env)
+    assert message in str(caught.value)
+    assert "\u20ac" not in str(caught.value)
+
+
+def test_ntlm_carries_any_password():
+    settings = build(
+        {**SHELL, "shell.auth": "ntlm"},
+        env={**ENV, "EWSREADY_SHELL_PASSWORD": "Sh\u20acll"},
+    )
+    assert settings.shell_password.reveal() == "Sh\u20acll"

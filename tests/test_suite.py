@@ -160,3 +160,12 @@ def test_report_dir_that_is_a_file_is_one_line(tmp_path):
     assert run.returncode == 4
     assert "cannot make a run folder there" in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_a_password_basic_cannot_send_is_one_line_in_lab_mode(tmp_path):
+    run = run_audit(tmp_path, "--lab", env={"EWSREADY_PASSWORD": "Pw\u20acuro"})
+    assert run.returncode == 4
+    assert "EWSREADY_PASSWORD: the password holds a character outside Latin-1" in (
+        run.stderr
+    )
+    assert "Traceback" not in run.stderr + run.stdout and "\u20ac" not in run.stderr

@@ -104,6 +104,10 @@ _IDENTITY_PROPERTIES = (
 _PRINCIPAL_PROPERTIES = (*_IDENTITY_PROPERTIES, "DisplayName")
 
 
+# collect.ps1 writes a few kilobytes; a mailbox list may add a few megabytes.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
 class ExportFolderError(ValueError):
     """The folder given to --from-export is missing or holds no known export file."""
 
@@ -230,11 +234,20 @@ class ExportFolder:
         if not path.is_file():
             log.info("%s has no %s; reading the files as they are", self.path, MANIFEST)
             return {}
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ExportFolderError(
+                f"{path} is larger than collect.ps1's manifest can be "
+                f"({MAX_MANIFEST_BYTES:,} bytes)"
+            )
         try:
             # PowerShell 5.1's Out-File -Encoding UTF8 writes a byte order mark.
             data = json.loads(path.read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ExportFolderError(f"{path} is unreadable: {exc}") from None
+        except RecursionError:
+            raise ExportFolderError(
+                f"{path} is nested too deeply to be a manifest"
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("files", {}), dict):
             raise ExportFolderError(f"{path} is not collect.ps1's manifest")
         return data
