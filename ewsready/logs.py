@@ -14,6 +14,7 @@ import re
 import threading
 
 from ewsready.secret import MASK, Secret
+from ewsready.text import printable
 
 AUTH_HEADER = re.compile(
     r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)"
@@ -69,7 +70,9 @@ def install() -> None:
             Exception
         ):  # noqa: BLE001 - a broken format is the caller's bug, not ours
             return record
-        clean = redact(message)
+        # Server and tenant text reaches the terminal through log lines too: an
+        # escape sequence in a display name must not repaint the screen.
+        clean = printable(redact(message), keep="\n\t")
         if clean != message:
             record.msg, record.args = clean, None
         return record

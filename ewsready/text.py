@@ -17,11 +17,16 @@ BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.(?=\s|$)")
 
 
-def printable(text: str) -> str:
-    """For a terminal: control and format characters spelled as escapes."""
+def printable(text: str, keep: str = "") -> str:
+    """For a terminal: control and format characters spelled as escapes (but those in
+    `keep`, e.g. the line breaks of a log message)."""
     out = []
     for char in str(text):
-        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") and char != "\u200d":
+        if (
+            unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
+            and char != "\u200d"
+            and char not in keep
+        ):
             out.append(char.encode("unicode_escape").decode("ascii"))
         else:
             out.append(char)

@@ -60,3 +60,12 @@ def test_a_shell_session_masks_its_own_password(caplog):
     with caplog.at_level(logging.DEBUG):
         logging.getLogger("pypsrp.test").debug("sent password shell-canary-9d1")
     assert "shell-canary-9d1" not in caplog.text
+
+
+def test_escape_sequences_in_log_lines_are_spelled_out(caplog):
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("pypsrp.test").warning(
+            "name %s\nnext line", "B\x1b[41mX\x1b[2K"
+        )
+    assert "\x1b" not in caplog.text
+    assert "B\\x1b[41mX\\x1b[2K\nnext line" in caplog.text
