@@ -8,6 +8,7 @@ are expected to fail, warn or be blocked, so the fault matrix is data too.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -323,6 +324,18 @@ def _check_choice(value: str, choices: tuple[str, ...], where: str) -> None:
         raise ScenarioError(f"{where}: {value!r} is not one of {', '.join(choices)}")
 
 
+# Characters XML 1.0 cannot carry at all: EWS and CLIXML have no way to send them, so
+# a mailbox holding them is not something the lab can serve faithfully.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _check_xml_text(value: object, where: str) -> None:
+    if isinstance(value, str) and (found := _NOT_XML.search(value)):
+        raise ScenarioError(
+            f"{where}: U+{ord(found.group()):04X} cannot travel in XML (EWS or CLIXML)"
+        )
+
+
 def parse_scenario(data: dict, name: str) -> Scenario:
     """Build a Scenario from parsed TOML, rejecting unknown keys and bad choices."""
     data = dict(data)
@@ -388,6 +401,9 @@ def parse_scenario(data: dict, name: str) -> Scenario:
     for record in records:
         _check_choice(record.type, RECORD_TYPES, f"{where} record {record.name}")
     for mailbox in mailboxes:
+        for key, value in vars(mailbox).items():
+            for text in value if isinstance(value, tuple) else (value,):
+                _check_xml_text(text, f"{where} {mailbox.primary!r} {key}")
         _check_choice(mailbox.kind, MAILBOX_KINDS, f"{where} {mailbox.primary} kind")
         _check_choice(
             mailbox.delegate_right,
