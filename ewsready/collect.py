@@ -229,7 +229,7 @@ class Collector:
         timeout = self.settings.read_timeout
         session = http.anonymous_session()
         answer = http.probe(given, timeout, session)
-        if answer.error:
+        if answer.error and given.startswith("https:"):
             # No answer to judge: nothing suggests another URL, and the signed-in
             # checks try the given one (their own failure then says what happened).
             return UrlFacts(given, answer)
@@ -246,7 +246,8 @@ class Collector:
         return UrlFacts(given, answer, candidate, candidate_answer)
 
     def effective_url(self) -> str | Blocked:
-        """The URL the signed-in checks use: the given one, or the EWS URL proposed for it."""
+        """The URL the signed-in checks use: the given one, or the EWS URL proposed for
+        it (always https: an http URL is never the one the password goes to)."""
         facts = self.url()
         if isinstance(facts, Blocked):
             return facts

@@ -370,6 +370,13 @@ class PinnedAdapter(HTTPAdapter):
         return ROUTES.get(parsed.hostname or "", port)
 
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        scheme = str(request.headers.get("Authorization", "")).partition(" ")[0]
+        if scheme.casefold() == "basic" and not (request.url or "").startswith(
+            "https://"
+        ):
+            # The last line of defence: Basic credentials never go over plain HTTP
+            # (NTLM and Kerberos over http encrypt the WinRM messages themselves).
+            raise ValueError("refusing to send Basic credentials over plain HTTP")
         route = self._route_of(request)
         if route is not None:
             # With a pin, the fingerprint urllib3 asserts is the whole trust: a CA

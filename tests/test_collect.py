@@ -178,3 +178,57 @@ def test_the_transport_itself_holds_to_the_pin(scenario, pin, signs_in):
 
     assert facts.ok is signs_in, facts
     assert bool(ews_posts(lab)) is signs_in
+
+
+def test_an_http_url_on_the_tls_port_signs_in_over_https_only(monkeypatch):
+    """http://host:443/...: reachability verifies TLS on that port, so the signed-in
+    checks go there over https; not one byte of Basic goes out in the clear."""
+    import base64
+
+    sent: list[bytes] = []
+    real_sendall = socket.socket.sendall
+
+    def watched(self, data, *args):  # type: ignore[no-untyped-def]
+        sent.append(bytes(data))
+        return real_sendall(self, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", watched)
+    with Lab(load_scenario("healthy")) as lab:
+        settings = replace(
+            lab_settings(lab), ews_url=lab.url.replace("https://", "http://", 1)
+        )
+        collector = Collector(settings, [lab.public_root_bundle], "lab root")
+        try:
+            url = collector.effective_url()
+            logon = collector.logon()
+        finally:
+            collector.close()
+
+    assert url == lab.url and logon.ok, logon
+    assert ews_posts(lab), "the sign-in went to the lab over TLS"
+    basic = base64.b64encode(f"{settings.username}:".encode()).decode()[:12]
+    assert not any(b"Authorization: Basic" in chunk for chunk in sent)
+    assert not any(basic.encode() in chunk for chunk in sent)
+
+
+def test_basic_credentials_are_refused_for_http_before_any_connection():
+    import requests
+
+    from ewsready.probes import ews
+    from ewsready.secret import Secret
+    from ewsready.transport import PinnedAdapter
+
+    session = requests.Session()
+    session.mount("http://", PinnedAdapter())
+    with pytest.raises(ValueError, match="over plain HTTP"):
+        session.get("http://127.0.0.1:9/EWS/Exchange.asmx", auth=("svc", "pw"))
+    with pytest.raises(ValueError, match="refusing to send Basic credentials"):
+        ews.EwsTarget(
+            "http://mail.contoso.example/EWS/Exchange.asmx",
+            "svc",
+            Secret("pw"),
+            2.0,
+            1,
+            ews.BusyBudget(1.0),
+            ews.Breaker(),
+        )

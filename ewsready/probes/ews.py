@@ -153,6 +153,10 @@ class EwsTarget:
     busy: BusyBudget
     breaker: Breaker
 
+    def __post_init__(self) -> None:
+        if not self.url.casefold().startswith("https://"):
+            raise ValueError(f"refusing to send Basic credentials to {self.url}")
+
 
 class RequestCounter:
     """Counts the EWS requests a probe makes, for the report and for scale tests."""
