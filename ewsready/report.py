@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import tempfile
 from collections import Counter
@@ -19,10 +20,12 @@ import jinja2
 import markupsafe
 
 from ewsready import __version__
-from ewsready.catalogue import remedy
+from ewsready.catalogue import CatalogueError, remedy
 from ewsready.findings import Finding, Severity
 from ewsready.powershell import comment_text
 from ewsready.text import without_bidi_overrides
+
+log = logging.getLogger(__name__)
 
 ENV = jinja2.Environment(
     autoescape=True,
@@ -191,13 +194,15 @@ def render(finding: Finding) -> RenderedFinding:
     script_key = None
     if finding.fix:
         entry = remedy(finding.fix)
-        title, why, doc, commands = (
-            entry.title,
-            entry.why,
-            entry.doc,
-            entry.render(finding.values),
-        )
-        if entry.once_per:
+        title, why, doc = entry.title, entry.why, entry.doc
+        try:
+            commands = entry.render(finding.values)
+        except CatalogueError as exc:
+            # A rule that forgot a value is a bug in ewsready; the run and the rest
+            # of the report go on, and the page says what is missing.
+            log.error("fix for %r could not be filled in: %s", finding.sentence, exc)
+            commands = f"# The fix commands could not be filled in: {exc}."
+        if entry.once_per and entry.once_per in finding.values:
             script_key = f"{entry.once_per}={finding.values[entry.once_per]}"
     else:
         title = why = doc = commands = None

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ewsready.builds import BuildError, parse_build
+from ewsready.clixml import parse_datetime
 from ewsready.facts import CertificateInfo, Unavailable
 from ewsready.psobjects import ErrorRecord, PSObject
 
@@ -451,10 +452,22 @@ def from_filetime(value: object) -> dt.datetime | None:
 
 
 def _moment(value: object) -> dt.datetime | None:
+    """A date and time as an aware datetime; pypsrp hands <DT> values over as their
+    ISO text, exports as datetimes. None when absent or out of Python's range."""
+    if isinstance(value, str):
+        try:
+            value = parse_datetime(value)
+        except (ValueError, OverflowError):
+            return None
     if not isinstance(value, dt.datetime):
         return None
     # Exchange and AD send local or unspecified kinds; treat a naive time as UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01 with a positive offset, and the like
+        return None
 
 
 def directory_accounts(objects: Iterable[PSObject]) -> tuple[DirectoryAccount, ...]:

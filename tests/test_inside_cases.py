@@ -233,3 +233,19 @@ def test_a_new_certificate_request_says_why_its_key_is_exportable(scenario_run):
         "'CN=mail.contoso.example' -DomainName @('mail.contoso.example', "
         "'autodiscover.contoso.example') -KeySize 2048 -PrivateKeyExportable $true",
     ]
+
+
+def test_an_expired_account_is_named_as_the_cause(scenario_run):
+    run = scenario_run("account_expired")
+    failures = run.sentences("failure")
+    assert any(
+        s.endswith(
+            "although Basic is offered: Active Directory shows the account "
+            "expired on " + s.rsplit(" expired on ", 1)[1]
+        )
+        for s in failures
+        if "(HTTP 401)" in s
+    )
+    assert any(s.startswith(f"The account {UPN} expired on ") for s in failures)
+    assert "Clear-ADAccountExpiration" in run.commands()
+    assert "could not be filled in" not in run.commands()

@@ -210,3 +210,16 @@ def test_identical_fixes_are_written_once_under_every_finding():
         "# [failure] Seen from outside.\n# [warning] Seen from inside.\n"
         "# One fix for the 2 findings above:\n" + one.commands
     ) in script
+
+
+def test_a_fix_missing_a_value_is_said_in_the_page_not_raised():
+    from ewsready.findings import Finding, Severity
+    from ewsready.report import render
+
+    rendered = render(
+        Finding(Severity.FAIL, "x", fix="account_expired", values={"upn": "a@b.c"})
+    )
+    assert rendered.commands == (
+        "# The fix commands could not be filled in: fix account_expired needs "
+        "value(s) expires."
+    )

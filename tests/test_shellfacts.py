@@ -156,3 +156,28 @@ def test_directory_accounts_leaves_absent_properties_unread():
     (account,) = directory_accounts([PSObject((), {"SamAccountName": "svc"})])
     assert account.name == "svc"
     assert account.enabled is None and account.password_expires is None
+
+
+def test_dates_arrive_as_text_over_the_live_shell():
+    # pypsrp hands <DT> values over as their ISO text.
+    user = PSObject(
+        (),
+        {
+            "UserPrincipalName": "svc@contoso.example",
+            "PasswordLastSet": "2026-11-01T08:00:00.1234567+01:00",
+            "AccountExpirationDate": "2026-12-06T19:20:20Z",
+        },
+    )
+    (account,) = directory_accounts([user])
+    assert account.password_last_set == dt.datetime(
+        2026, 11, 1, 7, 0, 0, 123456, tzinfo=dt.UTC
+    )
+    assert account.account_expires == dt.datetime(
+        2026, 12, 6, 19, 20, 20, tzinfo=dt.UTC
+    )
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+05:00", "not a date"])
+def test_dates_out_of_range_or_unreadable_are_not_read(value):
+    (account,) = directory_accounts([PSObject((), {"PasswordLastSet": value})])
+    assert account.password_last_set is None

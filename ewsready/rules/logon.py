@@ -55,9 +55,10 @@ def service_account_logs_on(
         return []
     if facts.http_status == 401:
         cause = refusal_cause(directory, now or dt.datetime.now(dt.UTC))
-        reason, fix = cause or (
+        reason, fix, extra = cause or (
             "the password is wrong or expired, or the account is locked or disabled",
             "logon_rejected",
+            {},
         )
         return [
             Finding(
@@ -66,7 +67,7 @@ def service_account_logs_on(
                 f"Basic is offered: {reason}.",
                 evidence=(f"Basic sign-in as {facts.username}: HTTP 401",),
                 fix=fix,
-                values={"upn": facts.username},
+                values={"upn": facts.username, **extra},
                 subjects=(facts.username,),
             )
         ]

@@ -207,30 +207,37 @@ def _evidence(account: DirectoryAccount) -> tuple[str, ...]:
 def refusal_cause(
     accounts: Directory,
     now: dt.datetime,
-) -> tuple[str, str] | None:
-    """Why Active Directory would refuse the account's sign-in, as (clause, fix id);
-    None when the directory was not read or shows no reason."""
+) -> tuple[str, str, dict[str, object]] | None:
+    """Why Active Directory would refuse the account's sign-in, as (clause, fix id,
+    the fix's values besides upn); None when the directory was not read or shows no
+    reason."""
     if isinstance(accounts, Unavailable | Blocked) or not accounts:
         return None
     account = accounts[0]
     expires = account.password_expires
     if account.enabled is False:
-        return "Active Directory shows the account disabled", "account_disabled"
+        return "Active Directory shows the account disabled", "account_disabled", {}
     if account.locked:
-        return "Active Directory shows the account locked out", "account_locked"
+        return "Active Directory shows the account locked out", "account_locked", {}
     if account.account_expires is not None and account.account_expires <= now:
+        on = when(account.account_expires)
         return (
-            f"Active Directory shows the account expired on "
-            f"{when(account.account_expires)}",
+            f"Active Directory shows the account expired on {on}",
             "account_expired",
+            {"expires": on},
         )
     if account.password_expired or (expires is not None and expires <= now):
         on = f" on {when(expires)}" if expires is not None else ""
-        return f"Active Directory shows the password expired{on}", "password_expired"
+        return (
+            f"Active Directory shows the password expired{on}",
+            "password_expired",
+            {},
+        )
     if account.enabled and account.locked is False:
         return (
             "Active Directory shows the account enabled, not locked and its password "
             "current, so the password given is wrong",
             "password_wrong",
+            {},
         )
     return None
