@@ -266,7 +266,9 @@ def check_ews_url(url: str, name: str = "ews.url") -> str:
     A URL with a user name or password in it is refused first, so no message ever
     echoes a password written into the URL."""
     url = url.strip()
-    if _USERINFO.match(url):
+    # An EWS or PowerShell URL has no '@' anywhere: where one appears, a password may
+    # be written into the URL (a '/', '?' or '#' in it hides where the host starts).
+    if "@" in url or _USERINFO.match(url):
         table = name.partition(".")[0]
         account, secret = (
             ("service_account.username", PASSWORD_ENV)
@@ -278,6 +280,11 @@ def check_ews_url(url: str, name: str = "ews.url") -> str:
             f"{account} and the password through {secret}"
         )
     url = _clean(url, name)
+    if "#" in url:
+        raise SettingsError(
+            f"{name}: the URL holds '#'; an endpoint URL has no fragment, e.g. "
+            "https://mail.example.com/EWS/Exchange.asmx"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port  # urllib raises here for a port out of range
@@ -303,6 +310,13 @@ def check_basic_user(username: str, name: str) -> str:
             f"{name} = {username!r} holds ':', which Basic authentication cannot send "
             "in a user name"
         )
+    try:
+        username.encode("latin-1")
+    except UnicodeEncodeError:
+        raise SettingsError(
+            f"{name} = {username!r} holds a character outside Latin-1, which Basic "
+            "authentication cannot send; use the account's ASCII logon name"
+        ) from None
     return username
 
 
@@ -680,7 +694,11 @@ def _remote(
         check_basic_password(password, f"the [{table}] account's password")
     return {
         f"{table}_url": url,
-        f"{table}_username": check_basic_user(str(username), f"{table}.username"),
+        f"{table}_username": (
+            check_basic_user(str(username), f"{table}.username")
+            if auth == "basic"
+            else _clean(str(username), f"{table}.username")
+        ),
         f"{table}_password": password,
         f"{table}_auth": auth,
     }

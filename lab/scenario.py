@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -313,10 +314,31 @@ def _build(cls: type, data: dict, where: str) -> object:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ScenarioError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
     values = {}
     for key, value in data.items():
+        _check_type(value, hints.get(key), f"{where} {key}")
         values[key] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
+
+
+def _check_type(value: object, hint: object, where: str) -> None:
+    """Plain fields (text, numbers, flags, lists of text) must hold that kind of value;
+    nested tables and optional fields are checked where they are built."""
+    simple = {str: "text", bool: "true or false", int: "a whole number"}
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        expected = "a number"
+    elif hint in simple:
+        ok = type(value) is hint
+        expected = simple[hint]
+    elif typing.get_origin(hint) is tuple and typing.get_args(hint)[:1] == (str,):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        expected = "a list of text"
+    else:
+        return
+    if not ok:
+        raise ScenarioError(f"{where}: {value!r} is not {expected}")
 
 
 def _check_choice(value: str, choices: tuple[str, ...], where: str) -> None:
@@ -430,8 +452,11 @@ def _read(name: str, seen: tuple[str, ...] = ()) -> dict:
         raise ScenarioError(
             f"no lab scenario named {name!r}; known: {', '.join(scenario_names())}"
         )
-    with path.open("rb") as handle:
-        data = tomllib.load(handle)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"scenario {name}: not valid TOML ({exc})") from None
     base_name = data.pop("extends", None)
     if base_name is None:
         return data

@@ -119,6 +119,8 @@ CHANGING_VERBS = (
     "Restart-",
     "Unlock-",
     "Disable-",
+    "Stop-",
+    "Start-",
 )
 
 

@@ -158,3 +158,11 @@ def test_unreadable_is_never_a_pass(facts, sentence):
 def test_blocked_names_the_cause():
     (finding,) = password_not_expiring(UPN, Blocked("no shell", "logon"), NOW)
     assert finding.severity == Severity.BLOCKED
+
+
+def test_several_users_and_no_name_judges_none():
+    (finding,) = password_not_expiring(
+        "", [account(name="other@x.example"), account(enabled=False)], NOW
+    )
+    assert finding.severity == Severity.UNKNOWN
+    assert finding.sentence.startswith("Active Directory answered with 2 users")

@@ -660,6 +660,10 @@ def test_target_mailboxes_of_an_offline_audit():
         "https://user:S3cret\x01Leak@mail.contoso.com/EWS/Exchange.asmx",
         "https://u:S3cretLeak@[::1/EWS/Exchange.asmx",
         "https://S3cretLeak@mail.contoso.com/EWS/Exchange.asmx",
+        "https://svc:pa/S3cretLeak@127.0.0.1/EWS/Exchange.asmx",
+        "https://svc:pa?S3cretLeak@127.0.0.1/EWS/Exchange.asmx",
+        "https:///svc:S3cretLeak@mail.contoso.com/EWS/Exchange.asmx",
+        "https://svc:2024#S3cretLeak@127.0.0.1/EWS/Exchange.asmx",
     ],
 )
 def test_a_password_in_a_url_is_never_echoed(url):
@@ -727,6 +731,12 @@ def test_an_oversized_password_file_is_refused(tmp_path):
             ENV,
             "service_account.username = 'a:b@contoso.example' holds ':'",
         ),
+        (
+            {"service_account.username": "\u0142ukasz@contoso.example"},
+            ENV,
+            "service_account.username = '\u0142ukasz@contoso.example' holds a "
+            "character outside Latin-1",
+        ),
     ],
 )
 def test_what_basic_authentication_cannot_send(values, env, message):
@@ -742,3 +752,9 @@ def test_ntlm_carries_any_password():
         env={**ENV, "EWSREADY_SHELL_PASSWORD": "Sh\u20acll"},
     )
     assert settings.shell_password.reveal() == "Sh\u20acll"
+
+
+def test_a_fragment_is_refused_without_echoing_it():
+    with pytest.raises(SettingsError) as caught:
+        build({"ews.url": "https://mail.contoso.com/EWS/Exchange.asmx#S3cret"})
+    assert "S3cret" not in str(caught.value) and "fragment" in str(caught.value)

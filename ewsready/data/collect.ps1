@@ -45,7 +45,7 @@
     (Services, Status, ...), because an exported ExchangeCertificate otherwise holds
     little more than RawData.
 
-    Then, on any machine with ewsready:  pytest --from-export <OutputFolder>
+    Then, on any machine with ewsready:  pytest --from-export=<OutputFolder>
 
     Over many thousands of mailboxes the per-mailbox queries take a while; -Mailbox
     limits them (and Get-Mailbox) to the addresses invited to the calendar service.
@@ -470,4 +470,4 @@ Invoke-ExportStep -File 'GetADPermission.xml' -Command "Get-Mailbox | Get-ADPerm
 
 $manifest.finished_utc = (Get-Date).ToUniversalTime().ToString('o')
 Save-Manifest
-Write-Host "Done. The files are in $OutputFolder; audit them with: pytest --from-export `"$OutputFolder`""
+Write-Host "Done. The files are in $OutputFolder; audit them with: pytest `"--from-export=$OutputFolder`""

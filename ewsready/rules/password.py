@@ -60,6 +60,15 @@ def password_not_expiring(
             )
         ]
 
+    if not upn and len(accounts) > 1:
+        return [
+            Finding(
+                Severity.UNKNOWN,
+                f"Active Directory answered with {len(accounts)} users and the "
+                "service account is not named, so none was judged: name it "
+                "(--service-account= offline, service_account.username live).",
+            )
+        ]
     account = accounts[0]
     # An export names the account itself; the settings may not.
     upn = upn or account.name
