@@ -14,7 +14,7 @@ import logging
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import certifi
@@ -52,6 +52,11 @@ from ewsready.transport import ROUTES, Route
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: Exception
 
 
 class Collector:
@@ -99,8 +104,16 @@ class Collector:
         def wrapper(self):  # type: ignore[no-untyped-def]
             with self._lock:
                 if not hasattr(self, attribute):
-                    setattr(self, attribute, method(self))
-                return getattr(self, attribute)
+                    try:
+                        setattr(self, attribute, method(self))
+                    except Exception as exc:
+                        # A probe that failed fails the same way for every check
+                        # that asks, so its error is reported (and logged) once.
+                        setattr(self, attribute, _Failed(exc))
+                found = getattr(self, attribute)
+                if isinstance(found, _Failed):
+                    raise found.error
+                return found
 
         return wrapper
 
@@ -511,11 +524,28 @@ class Collector:
 
     @_once
     def exchange_certificates(self):  # type: ignore[no-untyped-def]
-        return self._shell_read(
-            "Get-ExchangeCertificate",
-            shellfacts.exchange_certificates,
-            Cmdlet("Get-ExchangeCertificate"),
-        )
+        """Every server's certificate store: Get-ExchangeCertificate lists only the
+        store of the server the session is on unless -Server names another, so one
+        pipeline per server (the servers are few; the mailboxes are not)."""
+        servers = self.exchange_servers()
+        if isinstance(servers, Unavailable) or not servers:
+            return self._shell_read(
+                "Get-ExchangeCertificate",
+                shellfacts.exchange_certificates,
+                Cmdlet("Get-ExchangeCertificate"),
+            )
+        found: list = []
+        for server in servers:
+            name = server.name
+            certificates = self._shell_read(
+                f"Get-ExchangeCertificate -Server {name}",
+                functools.partial(shellfacts.exchange_certificates, server=name),
+                Cmdlet("Get-ExchangeCertificate", {"Server": name}),
+            )
+            if isinstance(certificates, Unavailable):
+                return certificates
+            found.extend(certificates)
+        return tuple(found)
 
     def _unnamed_account(self) -> Unavailable | None:
         if self.settings.username:

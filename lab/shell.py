@@ -1237,7 +1237,13 @@ def _get_exchange_certificate(
     thumbprint = call.text("Thumbprint")
     identity = call.text("Identity")
     found = False
-    for server in _servers(org, call, "Server"):
+    # Without -Server, Exchange lists the store of the server the session is on.
+    servers = (
+        _servers(org, call, "Server")
+        if call.text("Server") is not None
+        else [org.servers[0]]
+    )
+    for server in servers:
         for certificate in _certificates(org, server):
             if thumbprint is not None and not _matches(
                 thumbprint.replace(" ", ""), certificate.props["Thumbprint"]

@@ -232,3 +232,27 @@ def test_basic_credentials_are_refused_for_http_before_any_connection():
             ews.BusyBudget(1.0),
             ews.Breaker(),
         )
+
+
+def test_a_failed_probe_fails_the_same_way_for_every_check_that_asks():
+    from ewsready.secret import Secret
+    from ewsready.settings import Settings
+
+    calls = []
+
+    class Probed(Collector):
+        @Collector._once
+        def facts(self):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            raise ValueError("unreadable")
+
+    collector = Probed(Settings("x", "", "", Secret("")))
+    try:
+        errors = []
+        for _ in range(3):
+            with pytest.raises(ValueError) as caught:
+                collector.facts()
+            errors.append(caught.value)
+    finally:
+        collector.close()
+    assert calls == [1] and errors[0] is errors[1] is errors[2]

@@ -213,7 +213,7 @@ def test_an_expiring_certificate_is_said_to_expire_not_to_be_unfit(scenario_run)
     date = outside["sentence"].split(" expires on ")[1][:10]
     assert inside["title"] == "The EWS certificate expires soon"
     assert inside["sentence"] == (
-        "The certificate bound to IIS on ex01.contoso.local, CN=mail.contoso.example "
+        "The certificate bound to IIS on EX01, CN=mail.contoso.example "
         f"(thumbprint {thumbprint}), expires on {date}, "
         f"in {outside['sentence'].split(', in ')[1]}"
     )
@@ -249,3 +249,13 @@ def test_an_expired_account_is_named_as_the_cause(scenario_run):
     assert any(s.startswith(f"The account {UPN} expired on ") for s in failures)
     assert "Clear-ADAccountExpiration" in run.commands()
     assert "could not be filled in" not in run.commands()
+
+
+def test_every_server_behind_the_name_needs_its_own_fit_certificate(scenario_run):
+    run = scenario_run("one_server_cert_expired")
+    (failure,) = run.sentences("failure")
+    assert failure.startswith(
+        "The certificate bound to IIS on EX02 is not fit for the calendar service: "
+        "CN=mail.contoso.example ("
+    )
+    assert "EX01" not in failure

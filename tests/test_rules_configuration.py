@@ -582,3 +582,23 @@ def test_no_target_mailbox_is_never_a_pass():
         (finding,) = findings
         assert finding.severity == Severity.UNKNOWN
         assert finding.sentence.startswith("No target mailbox to check ")
+
+
+def test_each_server_needs_a_fit_certificate_of_its_own():
+    import dataclasses
+
+    good = certificate(("IIS", "SMTP"))
+    expired = dataclasses.replace(
+        certificate(
+            ("IIS",),
+            not_after=NOW - dt.timedelta(days=3),
+            thumbprint="EE" * 20,
+        ),
+        server="EX02",
+    )
+    [finding] = rules.iis_certificate([good, expired], "mail.contoso.example", now=NOW)
+    assert finding.severity == Severity.FAIL
+    assert finding.sentence.startswith(
+        "The certificate bound to IIS on EX02 is not fit for the calendar service: "
+    )
+    assert finding.subjects == (expired.thumbprint,)

@@ -114,7 +114,9 @@ def test_unknown_scenario_is_one_line(tmp_path):
     run = run_audit(tmp_path, "--lab", "--lab-scenario", "nosuch")
     assert run.returncode == 4
     output = run.stdout + run.stderr
-    assert "no lab scenario named 'nosuch'; known: account_expired, cert_expired" in output
+    assert (
+        "no lab scenario named 'nosuch'; known: account_expired, cert_expired" in output
+    )
     assert "Traceback" not in output
 
 

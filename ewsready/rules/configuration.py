@@ -464,8 +464,6 @@ def iis_certificate(
         + ("; ".join(judged[c.thumbprint][0] + judged[c.thumbprint][1]) or "good")
         for c in candidates
     )
-    servers = sorted({c.server for c in candidates if c.server})
-    where = f" on {listing(servers)}" if servers else ""
 
     def described(items: list[ExchangeCertificateInfo], which: int) -> str:
         """'CN=x (92E196F3…) is self-signed and expired on ...; CN=y (...) ...'"""
@@ -476,17 +474,28 @@ def iis_certificate(
         )
 
     findings: list[Finding] = []
+    # Each server behind the name needs a fit certificate of its own: the load
+    # balancer may send the calendar service to any of them.
+    by_server: dict[str, list[ExchangeCertificateInfo]] = {}
+    for c in candidates:
+        by_server.setdefault(c.server or "", []).append(c)
+    unfit = {
+        server: items
+        for server, items in by_server.items()
+        if all(judged[c.thumbprint][0] for c in items)
+    }
     usable = [c for c in candidates if not judged[c.thumbprint][0]]
-    if not usable:
+    for server, items in unfit.items():
+        on = f" on {server}" if server else ""
         if bound:
             sentence = (
-                f"The certificate bound to IIS{where} is not fit for the calendar "
-                f"service: {described(candidates, 0)}."
+                f"The certificate bound to IIS{on} is not fit for the calendar "
+                f"service: {described(items, 0)}."
             )
         else:
             sentence = (
-                f"No certificate in the store{where} is publicly trusted, current and "
-                f"names {host or 'the EWS host'}: {described(candidates, 0)}."
+                f"No certificate in the store{on} is publicly trusted, current and "
+                f"names {host or 'the EWS host'}: {described(items, 0)}."
             )
         findings.append(
             Finding(
@@ -495,10 +504,10 @@ def iis_certificate(
                 evidence=evidence,
                 fix=fix,
                 values=values,
-                subjects=tuple(c.thumbprint for c in candidates),
+                subjects=tuple(c.thumbprint for c in items),
             )
         )
-    elif all(judged[c.thumbprint][1] for c in usable):
+    if not unfit and all(judged[c.thumbprint][1] for c in usable):
         findings += _expiring_soon(usable, bool(bound), host, evidence, now)
     if bound and presented_thumbprints:
         configured = {c.thumbprint for c in bound}
