@@ -284,6 +284,10 @@ def mailbox_addresses(objects: Iterable[PSObject]) -> dict[str, str]:
 # --- calendar folder permissions ------------------------------------------------------
 
 
+# The property collect.ps1 adds to each per-mailbox row: the mailbox's primary address.
+COLLECTOR_MAILBOX_TAG = "EwsreadyMailbox"
+
+
 def calendar_folders(objects: Iterable[PSObject]) -> dict[str, str]:
     """Mailbox address (case-folded) -> its calendar's name, found by FolderType (the
     name is localized: Calendar, Kalender, Calendrier...)."""
@@ -293,6 +297,8 @@ def calendar_folders(objects: Iterable[PSObject]) -> dict[str, str]:
             continue
         identity = text_of(obj.get("Identity")) or ""
         mailbox = identity.partition("\\")[0].casefold()
+        # collect.ps1 tags each row with its mailbox's primary address.
+        mailbox = (text_of(obj.get(COLLECTOR_MAILBOX_TAG)) or mailbox).casefold()
         if mailbox:
             found.setdefault(
                 mailbox, text_of(obj.get("Name")) or identity.partition("\\")[2]
@@ -308,6 +314,9 @@ def folder_rights(
     for obj in objects:
         identity = text_of(obj.get("Identity")) or ""
         mailbox, _, folder = identity.partition(":\\")
+        tagged = text_of(obj.get(COLLECTOR_MAILBOX_TAG))
+        if tagged and text_of(obj.get("FolderName")):
+            mailbox, folder = tagged, text_of(obj.get("FolderName")) or ""
         rights[(mailbox.casefold(), folder)] = listed(obj.get("AccessRights"))
     return rights
 

@@ -889,3 +889,33 @@ def test_a_deeply_nested_manifest_is_one_clear_error(export):
     (export / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(offline.ExportFolderError, match="nested too deeply"):
         ExportFolder(export)
+
+
+def test_calendar_rights_through_the_collectors_pipeline(export):
+    from ewsready import shellfacts
+
+    rows = ExportFolder(export).run(
+        pipeline(
+            Cmdlet("Get-Mailbox", {"ResultSize": "Unlimited"}),
+            Cmdlet("Get-MailboxFolderStatistics", {"FolderScope": "Calendar"}),
+            Cmdlet("Get-MailboxFolderPermission", {"User": SERVICE}),
+        )
+    )
+    rights = shellfacts.folder_rights(rows)
+    assert rights[("ann@contoso.example", "Calendar")] == ("Editor",)
+
+
+def test_an_offline_delegate_audit_judges_calendar_rights(export, tmp_path):
+    from tests.audits import run_audit
+
+    run = run_audit(
+        tmp_path,
+        f"--from-export={export}",
+        "--access=delegate",
+        f"--service-account={SERVICE}",
+        "--mailbox=ann@contoso.example",
+        "-m",
+        "calendar_permission",
+    )
+    [check] = run.document["checks"]
+    assert check["severity"] == "passed", (run.stdout + run.stderr)[-2000:]

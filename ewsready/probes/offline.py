@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ewsready import clixml
+from ewsready import clixml, shellfacts
 from ewsready.psobjects import (
     Cmdlet,
     ErrorRecord,
@@ -47,7 +47,7 @@ NOT_FOUND = "ManagementObjectNotFoundException"
 MANIFEST = "manifest.json"
 
 # Note properties collect.ps1 adds so that rows can be told apart offline.
-MAILBOX_TAG = "EwsreadyMailbox"
+MAILBOX_TAG = shellfacts.COLLECTOR_MAILBOX_TAG
 SERVER_TAG = "EwsreadyServer"
 FILTER_TAG = "EwsreadyRecipientFilter"
 
@@ -66,6 +66,12 @@ FILES: dict[tuple[str, ...], str] = {
     ("Get-MailboxFolderStatistics",): "GetMailboxFolderStatistics.xml",
     ("Get-Mailbox", "Get-MailboxFolderStatistics"): "GetMailboxFolderStatistics.xml",
     ("Get-MailboxFolderPermission",): "GetMailboxFolderPermission.xml",
+    # The collector's calendar-rights pipeline: collect.ps1 wrote its rows already.
+    (
+        "Get-Mailbox",
+        "Get-MailboxFolderStatistics",
+        "Get-MailboxFolderPermission",
+    ): "GetMailboxFolderPermission.xml",
     ("Get-ADPermission",): "GetADPermission.xml",
     ("Get-Mailbox", "Get-ADPermission"): "GetADPermission.xml",
 }
