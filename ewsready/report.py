@@ -328,9 +328,12 @@ def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
     shown: set[str] = set()
     fragments = []
     for finding in actionable:
-        repeated = bool(finding.commands) and finding.commands in shown
-        if finding.commands:
-            shown.add(finding.commands)
+        # The same key as remediation.ps1 uses, so the page and the script agree on
+        # what is one fix (one certificate request per host, say).
+        key = finding.script_key or finding.commands
+        repeated = bool(key) and key in shown
+        if key:
+            shown.add(key)
         fragments.append(markupsafe.Markup(finding_html(finding, repeated)))
     return SUMMARY_TEMPLATE.render(
         ready=is_ready_run(meta, results),

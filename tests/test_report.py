@@ -223,3 +223,11 @@ def test_a_fix_missing_a_value_is_said_in_the_page_not_raised():
         "# The fix commands could not be filled in: fix account_expired needs "
         "value(s) expires."
     )
+
+
+def test_the_page_and_the_script_count_fixes_alike(scenario_run):
+    run = scenario_run("cert_expired")
+    page = (run.run_dir / "report.html").read_text(encoding="utf-8")
+    script = (run.run_dir / "remediation.ps1").read_text(encoding="utf-8-sig")
+    assert "What to fix: 2 findings, 1 distinct fix" in page
+    assert script.count("-GenerateRequest") == 1
