@@ -327,13 +327,16 @@ def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
     # its commands are shown once, and the heading counts fixes and findings apart.
     shown: set[str] = set()
     fragments = []
+    keys: set[str] = set()
     for finding in actionable:
-        # The same key as remediation.ps1 uses, so the page and the script agree on
-        # what is one fix (one certificate request per host, say).
+        repeated = bool(finding.commands) and finding.commands in shown
+        if finding.commands:
+            shown.add(finding.commands)
+        # Counted by the key remediation.ps1 uses, so the page and the script agree
+        # on what is one fix (one certificate request per host, say).
         key = finding.script_key or finding.commands
-        repeated = bool(key) and key in shown
         if key:
-            shown.add(key)
+            keys.add(key)
         fragments.append(markupsafe.Markup(finding_html(finding, repeated)))
     return SUMMARY_TEMPLATE.render(
         ready=is_ready_run(meta, results),
@@ -343,7 +346,7 @@ def summary_html(meta: dict, results: Sequence[CheckResult]) -> str:
         version=__version__,
         # Fragments built here by our own autoescaping template, so safe to insert.
         actionable=fragments,
-        what_to_fix=what_to_fix(len(actionable), len(shown)),
+        what_to_fix=what_to_fix(len(actionable), len(keys)),
         blocked=sorted(blocked.items()),
         **{k: v for k, v in meta.items() if k in SUMMARY_FIELDS},
     )
