@@ -34,8 +34,15 @@ def printable(text: str, keep: str = "") -> str:
 
 
 def without_bidi_overrides(text: str) -> str:
-    """For the page: bidi controls shown as code points instead of applied."""
-    return "".join(f"<U+{ord(c):04X}>" if c in BIDI_CONTROLS else c for c in str(text))
+    """For the page and results.json: bidi controls and control characters (but line
+    breaks and tabs) shown as code points instead of applied."""
+    return "".join(
+        f"<U+{ord(c):04X}>"
+        if c in BIDI_CONTROLS
+        or (unicodedata.category(c) == "Cc" and c not in "\n\t")
+        else c
+        for c in str(text)
+    )
 
 
 def first_sentence(doc: str) -> str:

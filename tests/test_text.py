@@ -42,3 +42,11 @@ def test_bidi_overrides_are_shown_not_applied():
 )
 def test_first_sentence_of_a_docstring(doc, name):
     assert first_sentence(doc) == name
+
+
+def test_control_characters_are_shown_as_code_points_in_the_page():
+    from ewsready.text import without_bidi_overrides
+
+    assert without_bidi_overrides("svc\x1b]0;PWNED\x07@x\n\tend") == (
+        "svc<U+001B>]0;PWNED<U+0007>@x\n\tend"
+    )
