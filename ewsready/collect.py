@@ -31,6 +31,7 @@ from ewsready.facts import (
     Reachability,
     Unavailable,
     UrlFacts,
+    server_failed,
 )
 from ewsready.probes import ews, http, network
 from ewsready.probes.shell import LiveShell, ReadOnlyViolation, ShellTarget
@@ -44,7 +45,6 @@ from ewsready.psobjects import (
 )
 from ewsready.rules.certificate import weaknesses
 from ewsready.rules.ews_url import answer_kind, ews_url_for, kind_of_path
-from ewsready.rules.logon import fix_for_server_fault
 from ewsready.rules.reachability import unreachable
 from ewsready.settings import Settings
 from ewsready.transport import ROUTES, Route
@@ -337,7 +337,7 @@ class Collector:
         if isinstance(logon, Blocked):
             return logon
         if not logon.ok:
-            if fix_for_server_fault(logon.error_code or "") and logon.error:
+            if server_failed(logon.error_code or "") and logon.error:
                 return Blocked(
                     f"{logon.username} could not sign in: {logon.error}", "logon"
                 )
@@ -408,51 +408,49 @@ class Collector:
         """The shell source: given by the caller (lab, export) or from settings."""
         with self._lock:
             if self._shell is None:
-                s = self.settings
-                if s.shell_url and s.shell_username and s.shell_password:
-                    self._shell = LiveShell(
-                        ShellTarget(
-                            s.shell_url,
-                            s.shell_username,
-                            s.shell_password,
-                            s.shell_auth,
-                            ca_bundle=str(self.credential_bundle),
-                            timeout=s.read_timeout,
-                            stall_timeout=s.shell_timeout,
-                        )
-                    )
-                else:
-                    self._shell = Unavailable(
-                        "no shell is configured (a [shell] table in the tenant file, or "
-                        "--from-export with files from collect.ps1)"
-                    )
+                self._shell = self._live_shell(
+                    "shell",
+                    "Microsoft.Exchange",
+                    "no shell is configured (a [shell] table in the tenant file, or "
+                    "--from-export with files from collect.ps1)",
+                )
             return self._shell
 
     def directory(self) -> ShellSource | Unavailable:
         """Active Directory's shell (a domain controller, or the export's files)."""
         with self._lock:
             if self._directory is None:
-                s = self.settings
-                if s.directory_url and s.directory_username and s.directory_password:
-                    self._directory = LiveShell(
-                        ShellTarget(
-                            s.directory_url,
-                            s.directory_username,
-                            s.directory_password,
-                            s.directory_auth,
-                            configuration="Microsoft.PowerShell",
-                            ca_bundle=str(self.credential_bundle),
-                            timeout=s.read_timeout,
-                            stall_timeout=s.shell_timeout,
-                        )
-                    )
-                else:
-                    self._directory = Unavailable(
-                        "no domain controller is configured (a [directory] table in "
-                        "the tenant file, or --from-export with GetADUser.xml from "
-                        "collect.ps1)"
-                    )
+                self._directory = self._live_shell(
+                    "directory",
+                    "Microsoft.PowerShell",
+                    "no domain controller is configured (a [directory] table in the "
+                    "tenant file, or --from-export with GetADUser.xml from collect.ps1)",
+                )
             return self._directory
+
+    def _live_shell(
+        self, table: str, configuration: str, missing: str
+    ) -> LiveShell | Unavailable:
+        """A session to the endpoint the settings' [table] names, or why there is none."""
+        s = self.settings
+        url, username, password, auth = (
+            getattr(s, f"{table}_{key}")
+            for key in ("url", "username", "password", "auth")
+        )
+        if not (url and username and password):
+            return Unavailable(missing)
+        return LiveShell(
+            ShellTarget(
+                url,
+                username,
+                password,
+                auth,
+                configuration=configuration,
+                ca_bundle=str(self.credential_bundle),
+                timeout=s.read_timeout,
+                stall_timeout=s.shell_timeout,
+            )
+        )
 
     def _shell_output(
         self, what: str, *commands: Cmdlet, source: ShellSource | None = None

@@ -26,6 +26,29 @@ class Unavailable:
     reason: str
 
 
+# Codes the EWS probe gives when the server, not the account, failed the request; the
+# fact's error then says what the server did ("EWS at URL sent no answer within 2 s").
+WIRE_CODES = frozenset(
+    {
+        "NoAnswer",
+        "AnswerTooSlow",
+        "ConnectionReset",
+        "NoConnection",
+        "AnswerTooLarge",
+        "NotSoap",
+        "EmptyAnswer",
+        "MalformedXml",
+        "DocumentType",
+    }
+)
+BUSY_CODES = frozenset({"ErrorServerBusy", "ServiceUnavailable"})
+
+
+def server_failed(code: str) -> bool:
+    """Whether an EWS error code says the server (not the account) failed."""
+    return code in WIRE_CODES or code in BUSY_CODES
+
+
 # --- reachability -----------------------------------------------------------------
 
 

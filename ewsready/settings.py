@@ -310,26 +310,31 @@ def check_basic_user(username: str, name: str) -> str:
             f"{name} = {username!r} holds ':', which Basic authentication cannot send "
             "in a user name"
         )
-    try:
-        username.encode("latin-1")
-    except UnicodeEncodeError:
+    if not _latin1(username):
         raise SettingsError(
             f"{name} = {username!r} holds a character outside Latin-1, which Basic "
             "authentication cannot send; use the account's ASCII logon name"
-        ) from None
+        )
     return username
+
+
+def _latin1(text: str) -> bool:
+    """Whether Basic authentication can send the text (it travels as Latin-1)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_basic_password(password: Secret, source: str) -> Secret:
     """Basic credentials travel as Latin-1 (requests and IIS agree on nothing else);
     a password with other characters would be refused as if it were wrong."""
-    try:
-        password.reveal().encode("latin-1")
-    except UnicodeEncodeError:
+    if not _latin1(password.reveal()):
         raise SettingsError(
             f"{source}: the password holds a character outside Latin-1, which Basic "
             "authentication cannot send; choose a password of Latin-1 characters"
-        ) from None
+        )
     return password
 
 

@@ -37,10 +37,12 @@ def without_bidi_overrides(text: str) -> str:
     """For the page and results.json: bidi controls and control characters (but line
     breaks and tabs, which later steps flatten) shown as code points, not applied."""
     return "".join(
-        f"<U+{ord(c):04X}>"
-        if c in BIDI_CONTROLS
-        or (unicodedata.category(c) == "Cc" and c not in "\r\n\t")
-        else c
+        (
+            f"<U+{ord(c):04X}>"
+            if c in BIDI_CONTROLS
+            or (unicodedata.category(c) == "Cc" and c not in "\r\n\t")
+            else c
+        )
         for c in str(text)
     )
 

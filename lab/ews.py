@@ -132,6 +132,20 @@ class Reply:
 ShellHandler = Callable[[HttpRequest], Reply]
 
 
+def basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
+    """(user, password) from a well-formed Basic Authorization header, else None."""
+    header = request.headers.get("Authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if scheme.casefold() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, separator, password = decoded.partition(":")
+    return (user, password) if separator else None
+
+
 class EwsService:
     """Answers HTTP requests for one scenario; holds no sockets."""
 
@@ -352,16 +366,11 @@ class EwsService:
         Negotiate: it lists them when the scenario offers them and answers any
         attempt with another 401.
         """
-        header = request.headers.get("Authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.casefold() != "basic" or "basic" not in self._schemes:
+        offered = basic_credentials(request)
+        if offered is None or "basic" not in self._schemes:
             return None
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        user, separator, password = decoded.partition(":")
-        if not separator or self.scenario.reject_password:
+        user, password = offered
+        if self.scenario.reject_password:
             return None
         if not self._is_service_account(user):
             return None

@@ -58,7 +58,7 @@ from psrpcore import (
 )
 from psrpcore.types import PipelineState, PSInvocationState, RunspacePoolState
 
-from lab.ews import HttpRequest, Reply
+from lab.ews import HttpRequest, Reply, basic_credentials
 from lab.ews_soap import SoapParseError, parse_xml
 from lab.shell import (
     DOMAIN_CONTROLLER,
@@ -366,17 +366,10 @@ class ShellService:
 
     def _authenticate(self, request: HttpRequest) -> str | None:
         """The user name when Basic credentials for the audit account are offered."""
-        header = request.headers.get("Authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.casefold() != "basic":
+        offered = basic_credentials(request)
+        if offered is None or not self._is_account(offered[0]):
             return None
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        user, separator, password = decoded.partition(":")
-        if not separator or not self._is_account(user):
-            return None
+        user, password = offered
         if not hmac.compare_digest(password.encode(), self._password):
             return None
         return user

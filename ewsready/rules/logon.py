@@ -5,27 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlsplit
 
-from ewsready.facts import Blocked, LogonFacts
+from ewsready.facts import WIRE_CODES, Blocked, LogonFacts
 from ewsready.findings import Finding, Severity
 from ewsready.rules import Result, from_blocked
 from ewsready.rules.password import Directory, refusal_cause
-
-# Codes the EWS probe gives when the server, not the account, failed the request; the
-# fact's error then says what the server did ("EWS at URL sent no answer within 2 s").
-WIRE_CODES = frozenset(
-    {
-        "NoAnswer",
-        "AnswerTooSlow",
-        "ConnectionReset",
-        "NoConnection",
-        "AnswerTooLarge",
-        "NotSoap",
-        "EmptyAnswer",
-        "MalformedXml",
-        "DocumentType",
-    }
-)
-BUSY_CODES = frozenset({"ErrorServerBusy", "ServiceUnavailable"})
 
 
 def fix_for_server_fault(code: str) -> str | None:

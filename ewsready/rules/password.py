@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ewsready.facts import Blocked, Unavailable
 from ewsready.rules import Finding, Result, Severity, from_blocked, plural
@@ -135,20 +136,19 @@ def _password_expiry(
                 evidence,
             )
         ]
-    band = _band(expires, now)
-    if band is None:
-        return []
-    return [
+    return _expiring(
+        f"The password of {upn}",
+        expires,
+        now,
+        "; set a new one and enter it in the calendar service before then",
         Finding(
             Severity.WARN,
-            f"The password of {upn} expires {_left(expires, now)}, on {when(expires)} "
-            f"(within {plural(band, 'day')}); set a new one and enter it in the "
-            "calendar service before then.",
+            "",
             evidence,
             fix="password_expiring",
             values={**values, "expires": when(expires)},
-        )
-    ]
+        ),
+    )
 
 
 def _account_expiry(
@@ -165,19 +165,27 @@ def _account_expiry(
                 values=values,
             )
         ]
+    return _expiring(
+        f"The account {upn}",
+        expires,
+        now,
+        "",
+        Finding(Severity.WARN, "", evidence, fix="account_expired", values=values),
+    )
+
+
+def _expiring(
+    what: str, expires: dt.datetime, now: dt.datetime, advice: str, finding: Finding
+) -> Result:
+    """The warning `finding`, with its sentence, when `expires` falls in a band."""
     band = _band(expires, now)
     if band is None:
         return []
-    return [
-        Finding(
-            Severity.WARN,
-            f"The account {upn} expires {_left(expires, now)}, on {when(expires)} "
-            f"(within {plural(band, 'day')}).",
-            evidence,
-            fix="account_expired",
-            values=values,
-        )
-    ]
+    sentence = (
+        f"{what} expires {_left(expires, now)}, on {when(expires)} "
+        f"(within {plural(band, 'day')}){advice}."
+    )
+    return [replace(finding, sentence=sentence)]
 
 
 def _band(expires: dt.datetime, now: dt.datetime) -> int | None:
